@@ -1,0 +1,1 @@
+"""dataset-assets: raw image collections in, clean labelled ML datasets out, as Dagster assets."""

@@ -1,0 +1,276 @@
+"""`dataset-assets`: run a dataset request from the shell, see its progress, find its outputs.
+
+`run` registers the request's partition in the Dagster instance (`DAGSTER_HOME`, by default
+`.dataset_assets/dagster` under the current directory), runs `process_dataset` in this process,
+prints each stage as it finishes and where the dataset and report are. Runs started here show up
+in `dagster dev` pointed at the same `DAGSTER_HOME`.
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dataset_assets.request import DatasetRequest, RequestError, parse_request
+
+COUNT_KEYS = {
+    "ingested": "images_ingested",
+    "valid": "valid_images",
+    "invalid": "invalid_images",
+    "duplicates": "duplicates_removed",
+    "processed": "processed_images",
+    "labelled": "labelled_images",
+    "hot": "hot",
+    "cold": "cold",
+}
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with a non-zero exit code."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    try:
+        return args.handler(args)
+    except (CommandError, RequestError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(error)}))
+        return 2 if isinstance(error, RequestError) else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataset-assets", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a request (a JSON file, or a source with --op)")
+    run.add_argument("target", help="REQUEST.json, or a folder / .zip / .tar(.gz) of images")
+    run.add_argument(
+        "--op",
+        action="append",
+        default=[],
+        metavar="OP",
+        help='an operation, in order: GrayScale or \'{"Resize": {"scaling_factor": 0.5}}\'',
+    )
+    run.add_argument("--request-id", help="partition key (default: derived from the request)")
+    run.add_argument("--mode", choices=["strict", "lenient", "report-only"], help="validation")
+    run.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
+    run.set_defaults(handler=_run)
+
+    prepare = commands.add_parser(
+        "prepare", help="register a request's partition and write its run config for dagster"
+    )
+    prepare.add_argument("request", help="REQUEST.json")
+    prepare.add_argument("-o", "--output", default="run_config.yaml", help="run config file")
+    prepare.set_defaults(handler=_prepare)
+
+    status = commands.add_parser("status", help="show a request's stage, progress and counts")
+    status.add_argument("request_id")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    sample = commands.add_parser("sample", help="write the sample dataset to a folder")
+    sample.add_argument("dest", nargs="?", default="sample_images")
+    sample.set_defaults(handler=_sample)
+
+    operations = commands.add_parser("operations", help="list the operations a request can use")
+    operations.set_defaults(handler=_operations)
+    return parser
+
+
+def load_request(target: str, ops: Sequence[str], request_id: str | None, mode: str | None):
+    """A request from a JSON file, or from a source path plus `--op` arguments."""
+    path = Path(target)
+    if path.suffix.lower() == ".json" and path.is_file():
+        if ops:
+            raise CommandError("--op applies to a source path, not to a request file")
+        payload: dict[str, Any] = _read_json(path)
+    else:
+        payload = {"dataset_key": target, "operations": [_operation(op) for op in ops]}
+    if request_id:
+        payload["request_id"] = request_id
+    if mode:
+        payload["validation_mode"] = mode
+    return parse_request(payload)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CommandError(f"{path}: not a readable JSON request ({error})") from None
+    if not isinstance(payload, dict):
+        raise CommandError(f"{path}: a request is a JSON object")
+    return payload
+
+
+def _operation(text: str) -> Any:
+    text = text.strip()
+    if text.startswith(("{", '"')):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise CommandError(f"--op {text!r} is not valid JSON ({error})") from None
+    return text
+
+
+def _instance():
+    """The Dagster instance in `DAGSTER_HOME`, by default a project-local directory."""
+    from dagster import DagsterInstance
+
+    from dataset_assets.storage.environment import home
+
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home() / "dagster")))
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").touch()
+    return DagsterInstance.get()
+
+
+def register(request: DatasetRequest):
+    """Check the source exists and add the request's partition; returns the instance."""
+    from dataset_assets.ingest.sources import SourceError, resolve_source
+    from dataset_assets.partitions import datasets_partitions
+
+    try:
+        resolve_source(request.dataset_key)
+    except SourceError as error:
+        raise CommandError(str(error)) from None
+    instance = _instance()
+    if not instance.has_dynamic_partition(datasets_partitions.name, request.id):
+        instance.add_dynamic_partitions(datasets_partitions.name, [request.id])
+    return instance
+
+
+def _run(args: argparse.Namespace) -> int:
+    request = load_request(args.target, args.op, args.request_id, args.mode)
+    instance = register(request)
+    from dataset_assets.definitions import defs
+
+    store = defs.resources["metadata"].store
+    job = defs.resolve_job_def("process_dataset")
+    run_config = request.to_run_config().to_config_dict()
+    run_config["loggers"] = {"console": {"config": {"log_level": "ERROR"}}}
+    print(f"request {request.id}: {request.dataset_key}")
+    done = threading.Event()
+    watcher = threading.Thread(target=_show_progress, args=(request.id, done), daemon=True)
+    watcher.start()
+    try:
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            partition_key=request.id,
+            raise_on_error=False,
+        )
+    finally:
+        done.set()
+        watcher.join()
+    if not result.success:
+        reason = _failure(result)
+        store.track_request(request.id, status="failed", error=reason)
+        raise CommandError(reason)
+    tracked = store.get_request(request.id) or {}
+    metrics = tracked.get("metrics", {})
+    print(f"dataset:  {tracked.get('output_dir')}")
+    print(f"report:   {tracked.get('report')}")
+    print(f"quality score {metrics.get('quality_score')}; run {result.run_id}")
+    if args.json:
+        summary = {
+            "request_id": request.id,
+            "run_id": result.run_id,
+            "counts": {key: metrics.get(field, 0) for key, field in COUNT_KEYS.items()},
+            "quality_score": metrics.get("quality_score"),
+            "output_dir": tracked.get("output_dir"),
+            "report": tracked.get("report"),
+        }
+        print(json.dumps(summary))
+    return 0
+
+
+def _show_progress(request_id: str, done: threading.Event) -> None:
+    """Print each stage as the metadata store records it; its own connection, its own thread."""
+    from dataset_assets.storage.environment import resources_from_env
+    from dataset_assets.storage.metadata import MetadataStore, connect
+
+    resource = resources_from_env()["metadata"]
+    store = MetadataStore(connect(resource.uri, resource.database))
+    shown: set[str] = set()
+    while True:
+        finished = done.wait(0.5)
+        stages = (store.get_request(request_id) or {}).get("stages") or {}
+        for stage, figures in stages.items():
+            if stage not in shown and "count" in figures:
+                shown.add(stage)
+                print(f"  {stage:<20} {figures['count']:>6} images  {figures['duration_s']:>7.2f} s")
+        if finished:
+            return
+
+
+def _failure(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                message = data.user_failure_data.description
+            else:
+                message = data.error.message.strip().splitlines()[-1] if data.error else "failed"
+            return f"{event.step_key}: {message}"
+    return "run failed"
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    import yaml
+
+    request = load_request(args.request, [], None, None)
+    register(request)
+    Path(args.output).write_text(yaml.safe_dump(request.to_run_config().to_config_dict()))
+    tags = json.dumps({"dagster/partition": request.id})
+    print(f"partition {request.id} registered in {os.environ['DAGSTER_HOME']}")
+    print(
+        "dagster job execute -m dataset_assets.definitions -j process_dataset "
+        f"-c {args.output} --tags '{tags}'"
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dataset_assets.storage.environment import resources_from_env
+
+    store = resources_from_env()["metadata"].store
+    tracked = store.get_request(args.request_id)
+    if tracked is None:
+        raise CommandError(f"no request {args.request_id!r} in the metadata store")
+    if args.json:
+        print(json.dumps(tracked, default=str))
+        return 0
+    print(f"request {args.request_id}: {tracked.get('status')} ({tracked.get('progress', 0)}%)")
+    print(f"  current stage: {tracked.get('current_stage')}")
+    for stage, figures in (tracked.get("stages") or {}).items():
+        print(f"  {stage:<20} {figures.get('count', 0):>6} images")
+    if tracked.get("error"):
+        print(f"  error: {tracked['error']}")
+    if tracked.get("report"):
+        print(f"  report: {tracked['report']}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from dataset_assets.sample_data import write_sample_dataset
+
+    print(write_sample_dataset(Path(args.dest)))
+    return 0
+
+
+def _operations(args: argparse.Namespace) -> int:
+    from dataset_assets.operations import describe_operations
+
+    for name, doc in describe_operations():
+        print(f"{name:<12} {doc}")
+    return 0

@@ -1,0 +1,28 @@
+"""Everything Dagster loads from this project: `dagster dev`, `dagster job execute` and the CLI."""
+
+from dagster import Definitions
+
+from dataset_assets.jobs import process_dataset
+from dataset_assets.stages.deduplicated_images import deduplicated_images, duplicate_ratio
+from dataset_assets.stages.labels import labels
+from dataset_assets.stages.processed_images import processed_images, processed_images_not_empty
+from dataset_assets.stages.quality_report import quality_report
+from dataset_assets.stages.raw_images import raw_images
+from dataset_assets.stages.tiered_storage import tiered_storage
+from dataset_assets.stages.validated_images import invalid_ratio, validated_images
+from dataset_assets.storage.environment import resources_from_env
+
+defs = Definitions(
+    assets=[
+        raw_images,
+        validated_images,
+        deduplicated_images,
+        processed_images,
+        labels,
+        tiered_storage,
+        quality_report,
+    ],
+    asset_checks=[invalid_ratio, duplicate_ratio, processed_images_not_empty],
+    jobs=[process_dataset],
+    resources=resources_from_env(),
+)

@@ -1,0 +1,1 @@
+"""Image decoding, inspection and near-duplicate search used by the pipeline stages."""

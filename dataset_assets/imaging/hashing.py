@@ -1,0 +1,48 @@
+"""Fingerprints of a decoded image for duplicate detection.
+
+A perceptual hash is close for near-duplicates (re-encodes, resizes, light edits); the pixel hash is
+equal only for the same pixels, so a PNG and a BMP of one picture match while their file hashes
+differ.
+"""
+
+import hashlib
+from collections.abc import Callable
+from functools import partial
+from typing import Literal
+
+import imagehash
+from PIL import Image
+
+HashKind = Literal["phash", "dhash", "whash"]
+
+_HASHERS: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {
+    "phash": imagehash.phash,
+    "dhash": imagehash.dhash,
+    "whash": partial(imagehash.whash, image_scale=64),
+}
+
+
+def perceptual_hash(image: Image.Image, kind: HashKind = "phash") -> str:
+    """64-bit perceptual hash of `image` as 16 hex characters.
+
+    The wavelet hash works on a fixed 64 px square, so like the others it does not depend on the
+    size it is given and the decode scale of a file does not change it.
+    """
+    return str(_HASHERS[kind](image))
+
+
+def hash_distance(first: str, second: str) -> int:
+    """Hamming distance between two hex hashes of equal length: 0 is identical, 64 is opposite."""
+    return (int(first, 16) ^ int(second, 16)).bit_count()
+
+
+def pixel_hash(image: Image.Image, source_size: tuple[int, int]) -> str:
+    """SHA-256 of the pixels, mode and size of `image` and the size of the file it came from.
+
+    The source size keeps two different-resolution files apart when their downscales coincide.
+    """
+    digest = hashlib.sha256()
+    header = f"{image.mode};{image.width}x{image.height};{source_size[0]}x{source_size[1]};"
+    digest.update(header.encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()

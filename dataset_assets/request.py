@@ -1,0 +1,317 @@
+"""The dataset request: one model for the CLI, the Kafka sensor and Dagster run config.
+
+A request names a source (`dataset_key`) and the operations to apply, plus optional settings
+for each stage. Every stage reads its own section as a Pythonic `Config`, so the Dagster
+launchpad shows the same fields a request file holds. Parsing fails before any work starts,
+with a message naming the field, the value and what is allowed.
+"""
+
+import hashlib
+import json
+import re
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+import pydantic
+from dagster import Config, RunConfig
+
+from dataset_assets.operations import OperationPipeline
+from dataset_assets.partitions import check_request_id
+
+ValidationMode = Literal["strict", "lenient", "report-only"]
+OutputFormat = Literal["source", "jpeg", "png", "webp"]
+
+
+class RequestError(ValueError):
+    """A request that cannot be run; the message says which field is wrong and why."""
+
+
+class IngestConfig(Config):
+    """Where the images come from and which files count as candidates."""
+
+    dataset_key: str = pydantic.Field(
+        description="Local folder, .zip, .tar or .tar.gz of images (class folders give labels)."
+    )
+    max_file_bytes: int = pydantic.Field(
+        default=100 * 1024 * 1024, gt=0, description="Larger files are rejected as file_too_large."
+    )
+
+
+class ValidationConfig(Config):
+    """What a usable image is, and what happens to the others."""
+
+    mode: ValidationMode = pydantic.Field(
+        default="lenient",
+        description="strict fails the run on any reject; lenient drops rejects; report-only keeps "
+        "every decodable image and only reports.",
+    )
+    allowed_formats: list[str] = ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"]
+    min_width: int = pydantic.Field(default=32, ge=1)
+    min_height: int = pydantic.Field(default=32, ge=1)
+    max_width: int = pydantic.Field(default=20000, ge=1)
+    max_height: int = pydantic.Field(default=20000, ge=1)
+    max_pixels: int = pydantic.Field(
+        default=50_000_000, ge=1, description="Decompression-bomb guard, read from the header."
+    )
+    min_aspect: float = pydantic.Field(default=0.1, gt=0)
+    max_aspect: float = pydantic.Field(default=10.0, gt=0)
+    multi_frame: Literal["first", "reject"] = "first"
+    target_mode: Literal["RGB", "L", "keep"] = "RGB"
+    hash_kind: Literal["phash", "dhash", "whash"] = "phash"
+    max_invalid_ratio: float = pydantic.Field(
+        default=0.5, ge=0, le=1, description="The invalid_ratio check fails above this share."
+    )
+    images_per_shard: int = pydantic.Field(default=256, ge=1)
+    workers: int = pydantic.Field(
+        default=0, ge=0, description="Threads per shard; 0 = one per core."
+    )
+
+
+class DedupConfig(Config):
+    """How duplicates are found and which copy of each cluster survives."""
+
+    enabled: bool = True
+    near: bool = pydantic.Field(default=True, description="Also match near duplicates by hash.")
+    threshold: int = pydantic.Field(
+        default=6, ge=0, le=32, description="Largest Hamming distance between near duplicates."
+    )
+    keep: Literal["best", "earliest"] = pydantic.Field(
+        default="best",
+        description="best = largest resolution, then sharpest, then largest file; "
+        "earliest = first by source path.",
+    )
+    max_duplicate_ratio: float = pydantic.Field(default=0.5, ge=0, le=1)
+
+
+class TransformConfig(Config):
+    """The request's operations, applied in order to every kept image."""
+
+    operations: list[Any] = pydantic.Field(
+        default_factory=list,
+        description='Seed format: ["GrayScale", {"Resize": {"scaling_factor": 0.5}}].',
+    )
+    seed: int = pydantic.Field(default=0, description="Seeds random operations per image.")
+    output_format: OutputFormat = "source"
+    quality: int = pydantic.Field(default=90, ge=1, le=100)
+    images_per_shard: int = pydantic.Field(default=128, ge=1)
+    workers: int = pydantic.Field(
+        default=0, ge=0, description="Threads per shard; 0 = one per core."
+    )
+
+    @pydantic.field_validator("operations")
+    @classmethod
+    def _known_operations(cls, value: list[Any]) -> list[Any]:
+        OperationPipeline.parse(value)
+        return value
+
+    @property
+    def pipeline(self) -> OperationPipeline:
+        return OperationPipeline.parse(self.operations)
+
+
+class LabelConfig(Config):
+    """Where labels come from and which label files are written."""
+
+    source: Literal["folder", "manifest", "pattern", "none"] = "folder"
+    manifest: str | None = pydantic.Field(
+        default=None, description="CSV (image,label) or JSON {image: label} inside the dataset."
+    )
+    pattern: str | None = pydantic.Field(
+        default=None, description="Regex on the file name with a group named 'label'."
+    )
+    formats: list[str] = pydantic.Field(
+        default=["txt", "json", "csv"], description="Any of txt (one file per image), json, csv."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _source_settings(self) -> "LabelConfig":
+        unknown = sorted(set(self.formats) - {"txt", "json", "csv"})
+        if unknown:
+            raise ValueError(f"labels.formats {unknown} unknown: use txt, json, csv")
+        if self.source == "manifest" and not self.manifest:
+            raise ValueError("labels.source 'manifest' needs labels.manifest (a CSV or JSON file)")
+        if self.source == "pattern":
+            if not self.pattern:
+                raise ValueError("labels.source 'pattern' needs labels.pattern")
+            if "label" not in re.compile(self.pattern).groupindex:
+                raise ValueError(f"labels.pattern {self.pattern!r} has no (?P<label>...) group")
+        return self
+
+
+class TieringConfig(Config):
+    """Which images stay in hot storage; the order is the source path order."""
+
+    hot_storage_threshold: int = pydantic.Field(default=1000, ge=0)
+
+
+class ReportConfig(Config):
+    """How much the HTML report shows."""
+
+    max_thumbnails_per_reason: int = pydantic.Field(default=24, ge=0)
+    max_duplicate_clusters: int = pydantic.Field(default=24, ge=0)
+
+
+class DatasetRequest(pydantic.BaseModel):
+    """A request to build one dataset; the seed format plus optional stage settings."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    request_id: str | None = None
+    dataset_key: str
+    operations: list[Any] = pydantic.Field(default_factory=list)
+    validation_mode: ValidationMode = "lenient"
+    seed: int = 0
+    output_format: OutputFormat = "source"
+    output_quality: int = pydantic.Field(default=90, ge=1, le=100)
+    validation: dict[str, Any] = pydantic.Field(default_factory=dict)
+    dedup: dict[str, Any] = pydantic.Field(default_factory=dict)
+    labels: dict[str, Any] = pydantic.Field(default_factory=dict)
+    tiering: dict[str, Any] = pydantic.Field(default_factory=dict)
+    report: dict[str, Any] = pydantic.Field(default_factory=dict)
+    ingest: dict[str, Any] = pydantic.Field(default_factory=dict)
+    transform: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+    @pydantic.field_validator("request_id")
+    @classmethod
+    def _safe_request_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_request_id(value)
+
+    @pydantic.field_validator("dataset_key")
+    @classmethod
+    def _non_empty_key(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("dataset_key is empty: name a folder, .zip or .tar of images")
+        return value
+
+    @pydantic.field_validator("operations")
+    @classmethod
+    def _known_operations(cls, value: list[Any]) -> list[Any]:
+        return OperationPipeline.parse(value).to_spec()
+
+    @property
+    def id(self) -> str:
+        """The partition key: the given request_id, else a stable name from dataset and content."""
+        if self.request_id:
+            return self.request_id
+        stem = PurePosixPath(self.dataset_key.rstrip("/")).name
+        for suffix in (".tar.gz", ".tgz", ".zip", ".tar"):
+            stem = stem.removesuffix(suffix)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.")[:80] or "dataset"
+        digest = hashlib.sha256(self.model_dump_json(exclude={"request_id"}).encode()).hexdigest()
+        return f"{slug}-{digest[:8]}"
+
+    def stage_configs(self) -> dict[str, Config]:
+        """Each stage's `Config`, built (and so validated) from this request."""
+        sections: dict[str, tuple[str, type[Config], dict[str, Any]]] = {
+            "raw_images": (
+                "ingest",
+                IngestConfig,
+                {"dataset_key": self.dataset_key, **self.ingest},
+            ),
+            "validated_images": (
+                "validation",
+                ValidationConfig,
+                {"mode": self.validation_mode, **self.validation},
+            ),
+            "deduplicated_images": ("dedup", DedupConfig, self.dedup),
+            "processed_images": (
+                "transform",
+                TransformConfig,
+                {
+                    "operations": self.operations,
+                    "seed": self.seed,
+                    "output_format": self.output_format,
+                    "quality": self.output_quality,
+                    **self.transform,
+                },
+            ),
+            "labels": ("labels", LabelConfig, self.labels),
+            "tiered_storage": ("tiering", TieringConfig, self.tiering),
+            "quality_report": ("report", ReportConfig, self.report),
+        }
+        configs = {}
+        for stage, (name, config_class, values) in sections.items():
+            try:
+                configs[stage] = config_class(**values)
+            except pydantic.ValidationError as error:
+                raise RequestError(_describe(error, prefix=name)) from None
+        return configs
+
+    def to_run_config(self) -> RunConfig:
+        """The run config of `process_dataset`; sharded stages take theirs on the planning op."""
+        ops: dict[str, Any] = {}
+        for stage, config in self.stage_configs().items():
+            if stage in SHARDED_STAGES:
+                ops[stage] = {"ops": {SHARDED_STAGES[stage]: {"config": config.model_dump()}}}
+            else:
+                ops[stage] = {"config": config.model_dump()}
+        return RunConfig(ops=ops)
+
+
+SHARDED_STAGES = {
+    "validated_images": "plan_validation_shards",
+    "processed_images": "plan_transform_shards",
+}
+
+
+def parse_request(payload: str | bytes | dict[str, Any]) -> DatasetRequest:
+    """Parse a request from JSON text or a dict, turning every problem into one `RequestError`."""
+    if isinstance(payload, str | bytes):
+        try:
+            payload = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RequestError(f"request is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise RequestError(f"request must be a JSON object, got {type(payload).__name__}")
+    try:
+        request = DatasetRequest.model_validate(payload)
+        request.stage_configs()
+    except pydantic.ValidationError as error:
+        raise RequestError(_describe(error)) from None
+    return request
+
+
+def request_from_run_config(run_config: dict[str, Any], request_id: str) -> DatasetRequest:
+    """Rebuild the request from a run's config, so runs started from YAML are checked up front."""
+    ops = run_config.get("ops", {})
+
+    def section(stage: str) -> dict[str, Any]:
+        entry = ops.get(stage, {})
+        if stage in SHARDED_STAGES:
+            entry = entry.get("ops", {}).get(SHARDED_STAGES[stage], {})
+        return dict(entry.get("config", {}))
+
+    ingest = section("raw_images")
+    validation = section("validated_images")
+    transform = section("processed_images")
+    if "dataset_key" not in ingest:
+        raise RequestError("run config ops.raw_images.config.dataset_key is missing")
+    return parse_request(
+        {
+            "request_id": request_id,
+            "dataset_key": ingest.pop("dataset_key"),
+            "ingest": ingest,
+            "operations": transform.pop("operations", []),
+            "seed": transform.pop("seed", 0),
+            "output_format": transform.pop("output_format", "source"),
+            "output_quality": transform.pop("quality", 90),
+            "transform": transform,
+            "validation_mode": validation.pop("mode", "lenient"),
+            "validation": validation,
+            "dedup": section("deduplicated_images"),
+            "labels": section("labels"),
+            "tiering": section("tiered_storage"),
+            "report": section("quality_report"),
+        }
+    )
+
+
+def _describe(error: pydantic.ValidationError, prefix: str = "") -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "") or "request"
+        message = item["msg"].removeprefix("Value error, ")
+        value = item.get("input")
+        shown = json.dumps(value, default=str)[:80] if value is not None else "missing"
+        problems.append(f"{where}: {message} (got {shown})")
+    return "; ".join(problems)

@@ -1,0 +1,245 @@
+"""Deduplication: exact and near-duplicate clusters, and which image of each cluster survives."""
+
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    asset,
+    asset_check,
+)
+
+from dataset_assets.imaging.neardup import cluster_pairs, find_near_duplicate_pairs, hash_to_int
+from dataset_assets.manifest import Manifest
+from dataset_assets.partitions import datasets_partitions
+from dataset_assets.request import DedupConfig
+from dataset_assets.stages.policies import METADATA_RETRY
+from dataset_assets.stages.tracking import finish_stage, start_stage
+from dataset_assets.storage.resources import MetadataStoreResource
+
+PASSED = ("valid", "unique", "duplicate")
+"""Statuses of images that passed validation: a retry recomputes clusters over all of them."""
+
+CLUSTER_FIELDS = ("cluster", "cluster_kind", "duplicate_of", "distance")
+
+
+@dataclass
+class HashTable:
+    """Per-image columns as numpy arrays: all dedup holds in memory, ~70 bytes an image.
+
+    Rows are in source-path order, so a row's index is also its rank for the keep policies.
+    """
+
+    image_ids: np.ndarray  # fixed-width bytes
+    exact: np.ndarray  # uint64: first 64 bits of the file sha256
+    pixels: np.ndarray  # uint64: first 64 bits of the decoded-pixel hash
+    perceptual: np.ndarray  # uint64
+    has_perceptual: np.ndarray  # bool
+    area: np.ndarray  # int64
+    sharpness: np.ndarray  # float64
+    size_bytes: np.ndarray  # int64
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[dict[str, Any]]) -> "HashTable":
+        """Build the columns from a stream of image records without keeping the records."""
+        columns: dict[str, array] = {
+            "exact": array("Q"),
+            "pixels": array("Q"),
+            "perceptual": array("Q"),
+            "has_perceptual": array("b"),
+            "area": array("q"),
+            "sharpness": array("d"),
+            "size_bytes": array("q"),
+        }
+        image_ids = bytearray()
+        for row in rows:
+            found = row.get("validation") or {}
+            image_ids += row["image_id"].encode().ljust(24, b" ")
+            columns["exact"].append(_prefix(row.get("sha256")))
+            columns["pixels"].append(_prefix(found.get("pixel_hash")))
+            columns["perceptual"].append(hash_to_int(found["phash"]) if found.get("phash") else 0)
+            columns["has_perceptual"].append(bool(found.get("phash")))
+            columns["area"].append((found.get("width") or 0) * (found.get("height") or 0))
+            columns["sharpness"].append(found.get("sharpness") or 0.0)
+            columns["size_bytes"].append(row.get("size_bytes") or 0)
+        arrays = {
+            name: np.frombuffer(column, dtype=column.typecode)
+            if len(column)
+            else np.empty(0, dtype=column.typecode)
+            for name, column in columns.items()
+        }
+        return cls(
+            image_ids=np.frombuffer(bytes(image_ids), dtype="S24"),
+            exact=arrays["exact"].astype(np.uint64),
+            pixels=arrays["pixels"].astype(np.uint64),
+            perceptual=arrays["perceptual"].astype(np.uint64),
+            has_perceptual=arrays["has_perceptual"].astype(bool),
+            area=arrays["area"].astype(np.int64),
+            sharpness=arrays["sharpness"].astype(np.float64),
+            size_bytes=arrays["size_bytes"].astype(np.int64),
+        )
+
+    def image_id(self, index: int) -> str:
+        return self.image_ids[index].decode().rstrip()
+
+
+def _prefix(value: str | None) -> int:
+    return int(value[:16], 16) if value else 0
+
+
+def _equal_pairs(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pairs (first, other) for every group of equal keys: exact duplicates in linear time."""
+    index = np.flatnonzero(valid)
+    if index.size == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    _, first, inverse = np.unique(keys[index], return_index=True, return_inverse=True)
+    leaders = index[first][inverse]
+    pairs = np.stack([leaders, index], axis=1)
+    return pairs[pairs[:, 0] != pairs[:, 1]].astype(np.int64)
+
+
+def find_clusters(table: HashTable, config: DedupConfig) -> list[dict[str, Any]]:
+    """Clusters of two or more images, each with its keeper and members' kind and distance."""
+    n = len(table.image_ids)
+    pairs = [
+        _equal_pairs(table.exact, table.exact != 0),
+        _equal_pairs(table.pixels, table.pixels != 0),
+    ]
+    if config.near:
+        with_hash = np.flatnonzero(table.has_perceptual)
+        near = find_near_duplicate_pairs(table.perceptual[with_hash], config.threshold)
+        pairs.append(with_hash[near] if near.size else near)
+    labels = cluster_pairs(n, np.concatenate(pairs) if n else np.empty((0, 2), np.int64))
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    clusters = []
+    for members in np.split(order, bounds):
+        if members.size < 2:
+            continue
+        keeper = _keeper(table, members, config.keep)
+        clusters.append(
+            {
+                "keeper": int(keeper),
+                "members": [
+                    {
+                        "index": int(i),
+                        "kind": _kind(table, keeper, i),
+                        "distance": int(
+                            np.bitwise_count(table.perceptual[keeper] ^ table.perceptual[i])
+                        ),
+                    }
+                    for i in members
+                    if i != keeper
+                ],
+            }
+        )
+    return clusters
+
+
+def _keeper(table: HashTable, members: np.ndarray, policy: str) -> int:
+    """best: largest resolution, then sharpest, then largest file, then first by source path."""
+    if policy == "earliest":
+        return int(members.min())
+    return int(
+        min(
+            members,
+            key=lambda i: (-table.area[i], -table.sharpness[i], -table.size_bytes[i], i),
+        )
+    )
+
+
+def _kind(table: HashTable, keeper: int, other: int) -> str:
+    same_file = table.exact[keeper] == table.exact[other] != 0
+    same_pixels = table.pixels[keeper] == table.pixels[other] != 0
+    return "exact" if same_file or same_pixels else "near"
+
+
+@asset(
+    partitions_def=datasets_partitions,
+    io_manager_key="manifest_io_manager",
+    retry_policy=METADATA_RETRY,
+    group_name="dataset",
+    kinds={"python", "numpy"},
+)
+def deduplicated_images(
+    context: AssetExecutionContext,
+    config: DedupConfig,
+    metadata: MetadataStoreResource,
+    validated_images: Manifest,
+) -> Manifest:
+    """One image per cluster of exact (file or pixel hash) and near (perceptual hash) duplicates.
+
+    Near duplicates are pairs whose 64-bit perceptual hashes differ in at most `threshold` bits,
+    found with an exact multi-index search rather than all pairs. Clusters are the connected
+    components of those pairs; the keep policy picks the survivor and every member records it.
+    """
+    dataset = context.partition_key
+    store = metadata.store
+    started = start_stage(store, dataset, "deduplicated_images", context.run.run_id)
+    table = HashTable.from_rows(
+        store.iter_images(
+            dataset,
+            status=PASSED,
+            fields=("image_id", "sha256", "size_bytes", "validation"),
+        )
+    )
+    clusters = find_clusters(table, config) if config.enabled else []
+    store.set_status(dataset, PASSED, "unique", unset=CLUSTER_FIELDS)
+    changes = []
+    kinds = {"exact": 0, "near": 0}
+    for cluster in clusters:
+        keeper_id = table.image_id(cluster["keeper"])
+        changes.append((keeper_id, {"cluster": keeper_id, "distance": 0}))
+        for member in cluster["members"]:
+            kinds[member["kind"]] += 1
+            changes.append(
+                (
+                    table.image_id(member["index"]),
+                    {
+                        "status": "duplicate",
+                        "cluster": keeper_id,
+                        "cluster_kind": member["kind"],
+                        "duplicate_of": keeper_id,
+                        "distance": member["distance"],
+                    },
+                )
+            )
+    store.update_images(dataset, changes)
+    duplicates = kinds["exact"] + kinds["near"]
+    total = len(table.image_ids)
+    unique = total - duplicates
+    return finish_stage(
+        context,
+        store,
+        dataset=dataset,
+        stage="deduplicated_images",
+        count=unique,
+        summary={
+            "unique": unique,
+            "duplicates": duplicates,
+            "exact_duplicates": kinds["exact"],
+            "near_duplicates": kinds["near"],
+            "clusters": len(clusters),
+            "duplicate_ratio": round(duplicates / total, 4) if total else 0.0,
+            "max_duplicate_ratio": config.max_duplicate_ratio,
+            "threshold": config.threshold if config.near else None,
+        },
+        started=started,
+        status="unique",
+    )
+
+
+@asset_check(asset=deduplicated_images, partitions_def=datasets_partitions, blocking=True)
+def duplicate_ratio(deduplicated_images: Manifest) -> AssetCheckResult:
+    """Stops a dataset that is mostly copies of itself (above `max_duplicate_ratio`)."""
+    summary = deduplicated_images.summary
+    return AssetCheckResult(
+        passed=summary["duplicate_ratio"] <= summary["max_duplicate_ratio"],
+        severity=AssetCheckSeverity.ERROR,
+        metadata={key: summary[key] for key in ("duplicate_ratio", "max_duplicate_ratio")},
+    )

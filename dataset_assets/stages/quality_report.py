@@ -1,0 +1,240 @@
+"""Quality report: the run's figures as JSON and as a self-contained HTML page."""
+
+import base64
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+import numpy as np
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from dataset_assets.imaging.inspect import REJECT_REASONS
+from dataset_assets.manifest import Manifest
+from dataset_assets.partitions import datasets_partitions
+from dataset_assets.report.html import render_report_html
+from dataset_assets.report.score import QUALITY_SCORE_FORMULA, histogram, quality_score
+from dataset_assets.request import ReportConfig
+from dataset_assets.stages.policies import METADATA_RETRY
+from dataset_assets.stages.tracking import STAGES, finish_stage, start_stage, summary_table
+from dataset_assets.storage.blobs import BlobStore
+from dataset_assets.storage.metadata import MetadataStore
+from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
+
+REASONS = {
+    **REJECT_REASONS,
+    "unsafe_path": "The archive entry would escape the dataset (absolute path or '..').",
+    "symlink": "A symbolic or hard link; links are never followed.",
+    "not_a_file": "A device, fifo or other special file.",
+    "transform_error": "An operation failed on this image.",
+}
+DECODED = ("valid", "unique", "duplicate", "processed", "failed")
+"""Statuses of images that were decoded, whose sizes and scores the histograms describe."""
+
+
+def collect_report(
+    store: MetadataStore, blobs: BlobStore, dataset: str, config: ReportConfig
+) -> dict[str, Any]:
+    """Every figure of the report, read from the metadata store with bounded memory."""
+    stages = {doc["stage"]: doc for doc in store.stage_docs(dataset)}
+
+    def summary(stage: str) -> dict[str, Any]:
+        return (stages.get(stage) or {}).get("summary") or {}
+
+    statuses = store.count_by(dataset, "status")
+    ingested = sum(statuses.values())
+    invalid = summary("validated_images").get("invalid", statuses.get("rejected", 0))
+    valid = ingested - invalid
+    duplicates = summary("deduplicated_images").get("duplicates", statuses.get("duplicate", 0))
+    label_summary = summary("labels")
+    metrics = {
+        "images_ingested": ingested,
+        "images_validated": ingested,
+        "valid_images": valid,
+        "invalid_images": invalid,
+        "duplicates_found": duplicates,
+        "duplicates_removed": statuses.get("duplicate", 0),
+        "unique_images": valid - duplicates,
+        "processed_images": statuses.get("processed", 0),
+        "output_files": summary("processed_images").get("outputs", 0),
+        "labelled_images": label_summary.get("labelled", 0),
+        "hot": summary("tiered_storage").get("hot", 0),
+        "cold": summary("tiered_storage").get("cold", 0),
+    }
+    metrics["quality_score"] = round(quality_score(metrics), 2)
+    figures = _image_figures(store, dataset)
+    transform = summary("processed_images")
+    return {
+        "dataset": dataset,
+        "request_id": dataset,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metrics": metrics,
+        "quality_score_formula": QUALITY_SCORE_FORMULA,
+        "stages": [
+            {
+                "stage": stage,
+                "count": stages[stage].get("count", 0),
+                "duration_s": summary(stage).get("duration_s"),
+            }
+            for stage in STAGES
+            if stage in stages and "count" in stages[stage]
+        ],
+        "reject_reasons": store.count_by(dataset, "reject_reason"),
+        "reason_descriptions": REASONS,
+        "quality_issues": figures["issues"],
+        "histograms": figures["histograms"],
+        "labels": label_summary.get("classes", {}),
+        "label_imbalance": label_summary.get("imbalance"),
+        "rejects": _rejects(store, blobs, dataset, config.max_thumbnails_per_reason),
+        "duplicate_clusters": _clusters(store, blobs, dataset, config.max_duplicate_clusters),
+        "operations": transform.get("operations", []),
+        "operations_fingerprint": transform.get("fingerprint", ""),
+    }
+
+
+def _image_figures(store: MetadataStore, dataset: str) -> dict[str, Any]:
+    columns: dict[str, list[float]] = {"width": [], "height": [], "aspect": [], "brightness": []}
+    issues: Counter[str] = Counter()
+    for doc in store.iter_images(dataset, status=DECODED, fields=("validation",)):
+        found = doc.get("validation") or {}
+        width, height = found.get("width"), found.get("height")
+        if width and height:
+            columns["width"].append(width)
+            columns["height"].append(height)
+            columns["aspect"].append(width / height)
+        if found.get("brightness") is not None:
+            columns["brightness"].append(found["brightness"])
+        issues.update(found.get("flagged") or [])
+    ranges = {"brightness": (0.0, 255.0)}
+    return {
+        "issues": dict(sorted(issues.items())),
+        "histograms": {
+            name: histogram(np.asarray(values, dtype=np.float32), value_range=ranges.get(name))
+            for name, values in columns.items()
+        },
+    }
+
+
+def _thumbnail(blobs: BlobStore, doc: dict[str, Any]) -> str | None:
+    key = (doc.get("validation") or {}).get("thumbnail_key")
+    if not key or not blobs.exists(key):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(blobs.get_bytes(key)).decode()
+
+
+def _rejects(store: MetadataStore, blobs: BlobStore, dataset: str, limit: int) -> list[dict]:
+    rejects = []
+    for reason in store.count_by(dataset, "reject_reason"):
+        docs = store.iter_images(
+            dataset,
+            fields=("source", "reject_message", "validation"),
+            extra={"reject_reason": reason},
+        )
+        rejects.extend(
+            {
+                "source": doc["source"],
+                "reason": reason,
+                "message": doc.get("reject_message") or "",
+                "thumbnail": _thumbnail(blobs, doc),
+            }
+            for doc in islice(docs, limit)
+        )
+    return rejects
+
+
+def _clusters(store: MetadataStore, blobs: BlobStore, dataset: str, limit: int) -> list[dict]:
+    keepers: list[str] = []
+    for doc in store.iter_images(dataset, status="duplicate", fields=("cluster",)):
+        if doc["cluster"] not in keepers:
+            keepers.append(doc["cluster"])
+        if len(keepers) >= limit:
+            break
+    clusters = []
+    for keeper in keepers:
+        members = list(
+            store.iter_images(
+                dataset,
+                fields=("image_id", "source", "validation", "distance", "cluster_kind"),
+                extra={"cluster": keeper},
+            )
+        )
+        clusters.append(
+            {
+                "cluster": keeper,
+                "kind": "near"
+                if any(m.get("cluster_kind") == "near" for m in members)
+                else "exact",
+                "members": [
+                    {
+                        "source": member["source"],
+                        "kept": member["image_id"] == keeper,
+                        "distance": member.get("distance") or 0,
+                        "width": (member.get("validation") or {}).get("width"),
+                        "height": (member.get("validation") or {}).get("height"),
+                        "thumbnail": _thumbnail(blobs, member),
+                    }
+                    for member in sorted(members, key=lambda m: m["image_id"] != keeper)
+                ],
+            }
+        )
+    return clusters
+
+
+@asset(
+    partitions_def=datasets_partitions,
+    io_manager_key="manifest_io_manager",
+    retry_policy=METADATA_RETRY,
+    group_name="dataset",
+    kinds={"python", "html"},
+)
+def quality_report(
+    context: AssetExecutionContext,
+    config: ReportConfig,
+    blobs: BlobStoreResource,
+    metadata: MetadataStoreResource,
+    tiered_storage: Manifest,
+) -> Manifest:
+    """The quality score, counts per stage and reason, histograms, rejects and duplicate clusters.
+
+    Written as `reports/<request_id>/report.html` (one self-contained page, thumbnails inline) and
+    `report.json` (the same figures, the field names of `PipelineMetrics`).
+    """
+    dataset = context.partition_key
+    store, blob_store = metadata.store, blobs.store
+    started = start_stage(store, dataset, "quality_report", context.run.run_id)
+    report = collect_report(store, blob_store, dataset, config)
+    json_key = blob_store.put_bytes(
+        f"reports/{dataset}/report.json", json.dumps(report, indent=2).encode()
+    )
+    html_key = blob_store.put_bytes(
+        f"reports/{dataset}/report.html", render_report_html(report).encode()
+    )
+    location = blob_store.location(html_key)
+    metrics = report["metrics"]
+    context.add_output_metadata(
+        {
+            "report": MetadataValue.path(location),
+            "report_json": MetadataValue.path(blob_store.location(json_key)),
+            "quality_score": metrics["quality_score"],
+            "metrics": MetadataValue.md(summary_table(metrics)),
+        }
+    )
+    manifest = finish_stage(
+        context,
+        store,
+        dataset=dataset,
+        stage="quality_report",
+        count=metrics["processed_images"],
+        summary={"quality_score": metrics["quality_score"], "report": location},
+        started=started,
+        status="processed",
+    )
+    store.track_request(
+        dataset,
+        status="succeeded",
+        report=location,
+        output_dir=tiered_storage.summary.get("output_dir"),
+        metrics=metrics,
+    )
+    return manifest

@@ -1,0 +1,155 @@
+"""Ingest: every file of the source becomes a content-addressed blob and one image record."""
+
+import hashlib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from dagster import AssetExecutionContext, Failure, asset
+
+from dataset_assets.ingest.sources import Entry, SourceError, iter_entries, resolve_source
+from dataset_assets.manifest import Manifest
+from dataset_assets.partitions import datasets_partitions
+from dataset_assets.request import IngestConfig, RequestError, request_from_run_config
+from dataset_assets.stages.policies import IO_RETRY
+from dataset_assets.stages.sharding import bucket_of
+from dataset_assets.stages.tracking import finish_stage, start_stage
+from dataset_assets.storage.blobs import BlobStore
+from dataset_assets.storage.resources import (
+    BlobStoreResource,
+    MetadataStoreResource,
+    WorkspaceResource,
+)
+
+CHUNK = 1024 * 1024
+LATER_FIELDS = (
+    "reject_reason",
+    "reject_message",
+    "reject_stage",
+    "validation",
+    "cluster",
+    "cluster_kind",
+    "duplicate_of",
+    "distance",
+    "outputs",
+    "label",
+    "tier",
+    "final_keys",
+)
+
+
+def image_id_for(dataset: str, source: str) -> str:
+    """Stable per dataset and source path: a re-run updates the same record."""
+    return hashlib.sha256(f"{dataset}\x00{source}".encode()).hexdigest()[:24]
+
+
+def store_entry(entry: Entry, blobs: BlobStore, spool: Path, max_bytes: int) -> dict[str, Any]:
+    """Stream one entry into the blob store under its sha256; the fields of its image record."""
+    if entry.reason:
+        return {
+            "status": "rejected",
+            "reject_reason": entry.reason,
+            "reject_message": entry.message,
+        }
+    if entry.size is not None and entry.size > max_bytes:
+        return _too_large(entry.path, entry.size, max_bytes)
+    digest = hashlib.sha256()
+    size = 0
+    with entry.open() as stream, open(spool, "wb") as out:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                return _too_large(entry.path, size, max_bytes)
+            digest.update(chunk)
+            out.write(chunk)
+    sha256 = digest.hexdigest()
+    extension = PurePosixPath(entry.path).suffix.lower().lstrip(".") or "bin"
+    key = f"originals/{sha256}.{extension}"
+    if not blobs.exists(key):
+        blobs.put_file(key, spool)
+    return {"status": "ingested", "sha256": sha256, "size_bytes": size, "blob_key": key}
+
+
+def _too_large(path: str, size: int, limit: int) -> dict[str, Any]:
+    return {
+        "status": "rejected",
+        "reject_reason": "file_too_large",
+        "reject_message": f"{path}: {size} bytes or more exceeds the limit of {limit} bytes",
+    }
+
+
+@asset(
+    partitions_def=datasets_partitions,
+    io_manager_key="manifest_io_manager",
+    retry_policy=IO_RETRY,
+    group_name="dataset",
+    kinds={"python"},
+)
+def raw_images(
+    context: AssetExecutionContext,
+    config: IngestConfig,
+    blobs: BlobStoreResource,
+    metadata: MetadataStoreResource,
+    workspace: WorkspaceResource,
+) -> Manifest:
+    """Every file of the request's source, stored once by content, one record per file.
+
+    The whole request is checked here first, so a bad operation or setting fails the run before
+    anything is written. Hidden files are skipped; label manifests and other text files are kept as
+    sidecars for the labels stage; unsafe archive entries and links are recorded as rejected.
+    """
+    dataset = context.partition_key
+    try:
+        request = request_from_run_config(context.run.run_config, dataset)
+        source = resolve_source(config.dataset_key)
+    except (RequestError, SourceError) as error:
+        raise Failure(description=f"request {dataset!r} cannot run: {error}") from None
+    store = metadata.store
+    store.track_request(dataset, request=request.model_dump(mode="json"), error=None)
+    started = start_stage(store, dataset, "raw_images", context.run.run_id)
+    blob_store = blobs.store
+    counts = {"ingested": 0, "rejected": 0, "sidecars": 0, "bytes": 0}
+
+    def records():
+        with workspace.step_dir(context.run.run_id, "raw_images") as scratch:
+            spool = scratch / "entry"
+            for entry in iter_entries(source):
+                if entry.is_sidecar and not entry.reason:
+                    _store_sidecar(entry, blob_store, dataset, config.max_file_bytes)
+                    counts["sidecars"] += 1
+                    continue
+                fields = store_entry(entry, blob_store, spool, config.max_file_bytes)
+                counts[fields["status"]] += 1
+                counts["bytes"] += fields.get("size_bytes", 0)
+                image_id = image_id_for(dataset, entry.path)
+                yield (
+                    image_id,
+                    {
+                        **fields,
+                        "source": entry.path,
+                        "bucket": bucket_of(image_id),
+                        "ingest_run": context.run.run_id,
+                        **({"reject_stage": "ingest"} if fields["status"] == "rejected" else {}),
+                    },
+                )
+
+    store.update_images(dataset, records(), upsert=True, unset=LATER_FIELDS)
+    stale = store.delete_stale_images(dataset, context.run.run_id)
+    total = counts["ingested"] + counts["rejected"]
+    if total == 0:
+        raise Failure(description=f"request {dataset!r}: no files found in {config.dataset_key!r}")
+    return finish_stage(
+        context,
+        store,
+        dataset=dataset,
+        stage="raw_images",
+        count=total,
+        summary={**counts, "stale_removed": stale, "source": str(source)},
+        started=started,
+        status=("ingested", "rejected"),
+    )
+
+
+def _store_sidecar(entry: Entry, blobs: BlobStore, dataset: str, max_bytes: int) -> None:
+    if entry.size is not None and entry.size <= max_bytes:
+        with entry.open() as stream:
+            blobs.put_bytes(f"sidecars/{dataset}/{entry.path}", stream.read(max_bytes + 1))

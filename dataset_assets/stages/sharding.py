@@ -1,0 +1,70 @@
+"""Coarse shards for the heavy per-image stages, and the thread pool inside each shard.
+
+Each image has a `bucket` (the first 16 bits of its id), so a shard is a bucket range: it selects
+its images with one indexed range query, whatever the dataset's size. Tens to a few hundred shards
+per dataset keep Dagster's fan-out cheap; a pool inside the shard keeps every core busy.
+"""
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+BUCKETS = 1 << 16
+MAX_SHARDS = 256
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A bucket range of one dataset plus the stage settings its worker needs."""
+
+    index: int
+    total: int
+    low: int
+    high: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mapping_key(self) -> str:
+        return f"shard_{self.index:03d}"
+
+
+def bucket_of(image_id: str) -> int:
+    return int(image_id[:4], 16)
+
+
+def plan_shards(
+    count: int, images_per_shard: int, settings: dict[str, Any], max_shards: int = MAX_SHARDS
+) -> list[Shard]:
+    """Split the bucket space into as many equal ranges as the image count calls for."""
+    total = max(1, min(max_shards, -(-count // images_per_shard)))
+    edges = [round(i * BUCKETS / total) for i in range(total + 1)]
+    return [Shard(i, total, edges[i], edges[i + 1], settings) for i in range(total)]
+
+
+def worker_count(configured: int) -> int:
+    return configured or os.cpu_count() or 1
+
+
+def map_in_pool(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """Results of `fn` over `items` as they complete, with at most 2 x workers in flight.
+
+    Bounded submission keeps memory flat however many images a shard holds; Pillow releases the
+    GIL while decoding, resizing and encoding, so threads scale with cores.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: set[Future[R]] = set()
+        for item in items:
+            pending.add(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+        for future in pending:
+            yield future.result()

@@ -1,0 +1,218 @@
+"""Validation: decode every image once, reject the unusable, score the rest, hash for dedup."""
+
+from collections import Counter
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    DynamicOut,
+    DynamicOutput,
+    Failure,
+    OpExecutionContext,
+    asset_check,
+    graph_asset,
+    op,
+)
+
+from dataset_assets.imaging.inspect import Inspection, ValidationRules, inspect_image
+from dataset_assets.manifest import Manifest
+from dataset_assets.partitions import datasets_partitions
+from dataset_assets.request import ValidationConfig
+from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
+from dataset_assets.stages.sharding import Shard, map_in_pool, plan_shards, worker_count
+from dataset_assets.stages.tracking import finish_stage, start_stage
+from dataset_assets.storage.blobs import BlobStore
+from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
+
+UNDECODABLE = frozenset(
+    {"empty_file", "file_too_large", "not_an_image", "decompression_bomb", "truncated", "corrupt"}
+)
+"""Reasons that drop an image even in report-only mode: nothing downstream could read it."""
+
+
+def rules_from_config(config: ValidationConfig) -> ValidationRules:
+    return ValidationRules(
+        allowed_formats=frozenset(f.upper() for f in config.allowed_formats),
+        min_width=config.min_width,
+        min_height=config.min_height,
+        max_width=config.max_width,
+        max_height=config.max_height,
+        max_pixels=config.max_pixels,
+        min_aspect=config.min_aspect,
+        max_aspect=config.max_aspect,
+        multi_frame=config.multi_frame,
+        target_mode=config.target_mode,
+        hash_kind=config.hash_kind,
+    )
+
+
+def validate_image(
+    doc: dict[str, Any],
+    data: bytes,
+    rules: ValidationRules,
+    mode: str,
+    blobs: BlobStore,
+    dataset: str,
+) -> dict[str, Any]:
+    """The record fields for one image; its thumbnail goes to the blob store for the report."""
+    found: Inspection = inspect_image(data, doc["source"], rules)
+    thumbnail_key = None
+    if found.thumbnail:
+        thumbnail_key = blobs.put_bytes(
+            f"thumbnails/{dataset}/{doc['image_id']}.jpg", found.thumbnail
+        )
+    fields: dict[str, Any] = {
+        "validation": {
+            "format": found.format,
+            "width": found.width,
+            "height": found.height,
+            "mode": found.mode,
+            "frames": found.frames,
+            "exif_rotated": found.exif_rotated,
+            "phash": found.perceptual_hash,
+            "pixel_hash": found.pixel_hash,
+            "issues": dict(found.issues),
+            "flagged": list(found.flagged),
+            "brightness": found.brightness,
+            "sharpness": found.sharpness,
+            "thumbnail_key": thumbnail_key,
+            "target_mode": rules.target_mode,
+        },
+        "status": "valid",
+    }
+    if not found.ok:
+        fields.update(
+            reject_reason=found.reason, reject_message=found.message, reject_stage="validation"
+        )
+        if mode != "report-only" or found.reason in UNDECODABLE:
+            fields["status"] = "rejected"
+    return fields
+
+
+@op(out=DynamicOut(Shard), retry_policy=METADATA_RETRY)
+def plan_validation_shards(
+    context: OpExecutionContext,
+    config: ValidationConfig,
+    metadata: MetadataStoreResource,
+    raw_images: Manifest,
+):
+    """Split the ingested images into shards of about `images_per_shard`."""
+    dataset = context.partition_key
+    settings = config.model_dump()
+    start_stage(metadata.store, dataset, "validated_images", context.run.run_id, settings)
+    for shard in plan_shards(raw_images.count, config.images_per_shard, settings):
+        yield DynamicOutput(shard, mapping_key=shard.mapping_key)
+
+
+@op(retry_policy=CPU_RETRY)
+def validate_shard(
+    context: OpExecutionContext,
+    shard: Shard,
+    blobs: BlobStoreResource,
+    metadata: MetadataStoreResource,
+) -> dict[str, int]:
+    """Validate the shard's images not validated yet: a retried shard resumes where it stopped."""
+    dataset = context.partition_key
+    config = ValidationConfig(**shard.settings)
+    rules = rules_from_config(config)
+    store, blob_store = metadata.store, blobs.store
+    todo = list(
+        store.iter_images(
+            dataset,
+            status="ingested",
+            bucket_range=(shard.low, shard.high),
+            fields=("image_id", "source", "blob_key"),
+        )
+    )
+
+    def work(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        data = blob_store.get_bytes(doc["blob_key"])
+        return doc["image_id"], validate_image(doc, data, rules, config.mode, blob_store, dataset)
+
+    statuses: Counter[str] = Counter()
+
+    def results():
+        for image_id, fields in map_in_pool(work, todo, worker_count(config.workers)):
+            statuses[fields["status"]] += 1
+            yield image_id, fields
+
+    store.update_images(dataset, results())
+    context.log.info(f"{shard.mapping_key}: {len(todo)} images, {dict(statuses)}")
+    return dict(statuses)
+
+
+@op(retry_policy=METADATA_RETRY)
+def merge_validation(
+    context: OpExecutionContext,
+    metadata: MetadataStoreResource,
+    shard_counts: list[dict[str, int]],
+) -> Manifest:
+    """Count what validation decided; in strict mode any reject fails the run, naming the files."""
+    dataset = context.partition_key
+    store = metadata.store
+    stage = store.load_stage(dataset, "validated_images") or {}
+    config = ValidationConfig(**stage.get("settings", {}))
+    rejected = store.count_images(dataset, status="rejected")
+    valid = store.count_images(dataset, status="valid")
+    if config.mode == "strict" and rejected:
+        examples = [
+            doc.get("reject_message") or doc["source"]
+            for _, doc in zip(
+                range(5),
+                store.iter_images(dataset, status="rejected", fields=("source", "reject_message")),
+                strict=False,
+            )
+        ]
+        raise Failure(
+            description=f"strict validation: {rejected} rejected image(s) in {dataset!r}: "
+            + "; ".join(examples)
+        )
+    reasons = store.count_by(dataset, "reject_reason")
+    total = valid + rejected
+    summary = {
+        "valid": valid,
+        "invalid": rejected,
+        "reported_only": store.count_images(
+            dataset, status="valid", extra={"reject_reason": {"$ne": None}}
+        )
+        if config.mode == "report-only"
+        else 0,
+        "invalid_ratio": round(rejected / total, 4) if total else 0.0,
+        "max_invalid_ratio": config.max_invalid_ratio,
+        "mode": config.mode,
+        "reasons": reasons,
+        "shards": len(shard_counts),
+    }
+    return finish_stage(
+        context,
+        store,
+        dataset=dataset,
+        stage="validated_images",
+        count=valid,
+        summary=summary,
+        started=stage.get("started_at", 0.0),
+        status="valid",
+    )
+
+
+@graph_asset(partitions_def=datasets_partitions, group_name="dataset")
+def validated_images(raw_images: Manifest) -> Manifest:
+    """Images that decode and meet the rules, each with quality scores, hashes and a thumbnail.
+
+    Each image is decoded once, at the smallest scale that serves the checks, the perceptual hash
+    and the thumbnail. Rejects keep their reason code and message in the metadata store.
+    """
+    shard_counts = plan_validation_shards(raw_images).map(validate_shard).collect()
+    return merge_validation(shard_counts)
+
+
+@asset_check(asset=validated_images, partitions_def=datasets_partitions, blocking=True)
+def invalid_ratio(validated_images: Manifest) -> AssetCheckResult:
+    """Stops a dataset whose share of rejected images exceeds `max_invalid_ratio`."""
+    summary = validated_images.summary
+    return AssetCheckResult(
+        passed=summary["invalid_ratio"] <= summary["max_invalid_ratio"],
+        severity=AssetCheckSeverity.ERROR,
+        metadata={key: summary[key] for key in ("invalid_ratio", "max_invalid_ratio", "invalid")},
+    )

@@ -1,0 +1,1 @@
+"""Where blobs and metadata live: interfaces, implementations and their Dagster resources."""

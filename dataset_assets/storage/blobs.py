@@ -1,0 +1,147 @@
+"""Blob stores: where image bytes live, addressed by keys such as `originals/<sha256>.jpg`.
+
+Stages write each blob as soon as it is produced and pass only keys along. Writing a key twice with
+the same bytes is harmless, so a retried step never duplicates or corrupts anything.
+"""
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Literal
+
+Tier = Literal["hot", "cold"]
+
+
+class BlobKeyError(ValueError):
+    """A key that would escape the store's namespace (absolute, `..`, empty parts)."""
+
+
+def check_key(key: str) -> str:
+    """Keys are relative POSIX paths without `..`, so no request can write outside its prefix."""
+    path = PurePosixPath(key)
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or any(part in {"", ".", ".."} for part in key.split("/"))
+        or path.is_absolute()
+    ):
+        raise BlobKeyError(f"blob key {key!r} is not a safe relative path")
+    return key
+
+
+class BlobStore(ABC):
+    """The one interface every stage uses for image bytes; local and S3 differ only behind it."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> str: ...
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> str:
+        """Store a local file's content under `key` (the file is left in place)."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of the blob, for content too large to hold at once."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[str]: ...
+
+    @abstractmethod
+    def copy(self, source: str, destination: str, tier: Tier = "hot") -> str:
+        """Copy within the store; `tier="cold"` puts the copy in the cheaper storage class."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int: ...
+
+    @abstractmethod
+    def location(self, key: str) -> str:
+        """Where a user finds the blob: a file path or an s3:// URL."""
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs as files under one directory: the embedded default, no server needed.
+
+    Writes go to a temporary file in the same directory and are renamed into place, so a reader
+    never sees half a blob and a crashed write leaves nothing under the key.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def _write(self, key: str, fill) -> str:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                fill(out)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return key
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        return self._write(key, lambda out: out.write(data))
+
+    def put_file(self, key: str, path: Path) -> str:
+        def fill(out: BinaryIO) -> None:
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+
+        return self._write(key, fill)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self.path(key), "rb")
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return
+        for directory, _, files in os.walk(base):
+            for name in sorted(files):
+                if not name.startswith(".tmp-"):
+                    yield Path(directory, name).relative_to(self.root).as_posix()
+
+    def copy(self, source: str, destination: str, tier: Tier = "hot") -> str:
+        """Hard-link when possible: a tiered copy of a local blob costs no space."""
+        target = self.path(destination)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+        temp.unlink(missing_ok=True)
+        try:
+            os.link(self.path(source), temp)
+        except OSError:
+            shutil.copyfile(self.path(source), temp)
+        os.replace(temp, target)
+        return destination
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = list(self.list(prefix))
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
+        return len(keys)
+
+    def location(self, key: str) -> str:
+        return str(self.path(key)) if key else str(self.root)

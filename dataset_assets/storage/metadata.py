@@ -1,0 +1,206 @@
+"""The metadata store: one document per image per dataset, plus workflow tracking per request.
+
+It speaks the pymongo collection API to either MongoDB (`mongodb://...`) or the embedded,
+file-backed neosqlite store, so the embedded default and production run the same queries.
+Every write is an upsert keyed by identity (dataset + image_id, dataset + stage, request_id):
+a retried step or a re-run partition leaves exactly one document per image.
+"""
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import neosqlite
+import pymongo
+from pymongo import UpdateOne
+
+BATCH_SIZE = 500
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def connect(uri: str, database: str = "dataset_assets") -> Any:
+    """A pymongo-compatible database: MongoDB for mongodb:// URIs, else an embedded file."""
+    if uri.startswith(("mongodb://", "mongodb+srv://")):
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
+        return client[database]
+    path = Path(uri.removeprefix("file:")).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return neosqlite.Connection(str(path), timeout=30.0)
+
+
+class MetadataStore:
+    """Typed access to the `images`, `stages` and `requests` collections."""
+
+    def __init__(self, database: Any):
+        self.database = database
+        self.images = database["images"]
+        self.stages = database["stages"]
+        self.requests = database["requests"]
+
+    def ensure_indexes(self) -> None:
+        """Unique indexes make every write an upsert by identity; the others serve stage reads."""
+        self.images.create_index([("dataset", 1), ("image_id", 1)], unique=True)
+        self.images.create_index([("dataset", 1), ("status", 1), ("bucket", 1)])
+        self.images.create_index([("dataset", 1), ("source", 1)])
+        self.stages.create_index([("dataset", 1), ("stage", 1)], unique=True)
+        self.requests.create_index([("request_id", 1)], unique=True)
+
+    # images -------------------------------------------------------------------------------------
+
+    def upsert_images(self, dataset: str, docs: Iterable[Mapping[str, Any]]) -> int:
+        """Write image documents in batches; each document must carry its `image_id`."""
+        return self.update_images(dataset, ((doc["image_id"], doc) for doc in docs), upsert=True)
+
+    def update_images(
+        self,
+        dataset: str,
+        changes: Iterable[tuple[str, Mapping[str, Any]]],
+        *,
+        upsert: bool = False,
+        unset: Iterable[str] = (),
+    ) -> int:
+        """Apply `$set` changes per image id in bulk batches; returns how many were written."""
+        removed = {field: "" for field in unset}
+        written = 0
+        batch: list[UpdateOne] = []
+        for image_id, fields in changes:
+            update: dict[str, Any] = {
+                "$set": {**fields, "dataset": dataset, "updated_at": utcnow()}
+            }
+            if removed:
+                update["$unset"] = {k: v for k, v in removed.items() if k not in fields}
+            batch.append(
+                UpdateOne(
+                    {"dataset": str(dataset), "image_id": str(image_id)}, update, upsert=upsert
+                )
+            )
+            if len(batch) >= BATCH_SIZE:
+                written += self._flush(batch)
+        if batch:
+            written += self._flush(batch)
+        return written
+
+    def _flush(self, batch: list[UpdateOne]) -> int:
+        self.images.bulk_write(batch, ordered=False)
+        count = len(batch)
+        batch.clear()
+        return count
+
+    def set_status(
+        self,
+        dataset: str,
+        current: str | Iterable[str],
+        status: str,
+        *,
+        unset: Iterable[str] = (),
+    ) -> None:
+        """Move every image in `current` to `status` with one server-side update."""
+        update: dict[str, Any] = {"$set": {"status": status, "updated_at": utcnow()}}
+        if unset:
+            update["$unset"] = {field: "" for field in unset}
+        self.images.update_many(self._query(dataset, current, None, None), update)
+
+    def iter_images(
+        self,
+        dataset: str,
+        *,
+        status: str | Iterable[str] | None = None,
+        bucket_range: tuple[int, int] | None = None,
+        fields: Iterable[str] | None = None,
+        sort: str = "source",
+        extra: Mapping[str, Any] | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Stream image documents page by page, ordered by a unique field (`source`, `image_id`).
+
+        Each page is a fresh query after the last key seen, so callers may update the images they
+        are reading, no cursor stays open for long, and nothing loads a whole collection.
+        """
+        query = self._query(dataset, status, bucket_range, extra)
+        projection = {field: 1 for field in {*(fields or ()), sort}} if fields else None
+        last: str | None = None
+        while True:
+            page_query = query if last is None else {**query, sort: {"$gt": last}}
+            page = list(self.images.find(page_query, projection).sort([(sort, 1)]).limit(page_size))
+            yield from page
+            if len(page) < page_size:
+                return
+            last = page[-1][sort]
+
+    def count_images(
+        self,
+        dataset: str,
+        *,
+        status: str | Iterable[str] | None = None,
+        bucket_range: tuple[int, int] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> int:
+        return self.images.count_documents(self._query(dataset, status, bucket_range, extra))
+
+    def count_by(
+        self, dataset: str, field: str, *, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, int]:
+        """Counts per value of `field` (e.g. status, reject_reason), computed by the store."""
+        match = self._query(dataset, None, None, extra)
+        pipeline = [{"$match": match}, {"$group": {"_id": f"${field}", "n": {"$sum": 1}}}]
+        return {
+            str(row["_id"]): int(row["n"])
+            for row in self.images.aggregate(pipeline)
+            if row["_id"] is not None
+        }
+
+    def delete_stale_images(self, dataset: str, ingest_run: str) -> int:
+        """Drop records of files no longer in the source, once a re-ingest saw every current one."""
+        query = {"dataset": str(dataset), "ingest_run": {"$ne": str(ingest_run)}}
+        return self.images.delete_many(query).deleted_count
+
+    @staticmethod
+    def _query(
+        dataset: str,
+        status: str | Iterable[str] | None,
+        bucket_range: tuple[int, int] | None,
+        extra: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {"dataset": str(dataset)}
+        if isinstance(status, str):
+            query["status"] = status
+        elif status is not None:
+            query["status"] = {"$in": [str(s) for s in status]}
+        if bucket_range is not None:
+            query["bucket"] = {"$gte": int(bucket_range[0]), "$lt": int(bucket_range[1])}
+        query.update(extra or {})
+        return query
+
+    # stages and requests -------------------------------------------------------------------------
+
+    def save_stage(self, dataset: str, stage: str, doc: Mapping[str, Any]) -> None:
+        self.stages.update_one(
+            {"dataset": str(dataset), "stage": str(stage)},
+            {"$set": {**doc, "dataset": str(dataset), "stage": str(stage), "updated_at": utcnow()}},
+            upsert=True,
+        )
+
+    def load_stage(self, dataset: str, stage: str) -> dict[str, Any] | None:
+        return self.stages.find_one({"dataset": str(dataset), "stage": str(stage)}, {"_id": 0})
+
+    def stage_docs(self, dataset: str) -> list[dict[str, Any]]:
+        return list(self.stages.find({"dataset": str(dataset)}, {"_id": 0}))
+
+    def track_request(self, request_id: str, **fields: Any) -> None:
+        """Workflow tracking: status, current stage, progress and errors of one request."""
+        now = utcnow()
+        self.requests.update_one(
+            {"request_id": str(request_id)},
+            {
+                "$set": {**fields, "request_id": str(request_id), "updated_at": now},
+                "$setOnInsert": {"created_at": now},
+            },
+            upsert=True,
+        )
+
+    def get_request(self, request_id: str) -> dict[str, Any] | None:
+        return self.requests.find_one({"request_id": str(request_id)}, {"_id": 0})
