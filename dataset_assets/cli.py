@@ -208,7 +208,8 @@ def _show_progress(request_id: str, done: threading.Event) -> None:
         for stage, figures in stages.items():
             if stage not in shown and "count" in figures:
                 shown.add(stage)
-                print(f"  {stage:<20} {figures['count']:>6} images  {figures['duration_s']:>7.2f} s")
+                count, seconds = figures["count"], figures["duration_s"]
+                print(f"  {stage:<20} {count:>6} images  {seconds:>7.2f} s")
         if finished:
             return
 

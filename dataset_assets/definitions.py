@@ -1,5 +1,8 @@
 """Everything Dagster loads from this project: `dagster dev`, `dagster job execute` and the CLI."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from dagster import Definitions
 
 from dataset_assets.jobs import process_dataset
@@ -12,17 +15,26 @@ from dataset_assets.stages.tiered_storage import tiered_storage
 from dataset_assets.stages.validated_images import invalid_ratio, validated_images
 from dataset_assets.storage.environment import resources_from_env
 
-defs = Definitions(
-    assets=[
-        raw_images,
-        validated_images,
-        deduplicated_images,
-        processed_images,
-        labels,
-        tiered_storage,
-        quality_report,
-    ],
-    asset_checks=[invalid_ratio, duplicate_ratio, processed_images_not_empty],
-    jobs=[process_dataset],
-    resources=resources_from_env(),
-)
+STAGE_ASSETS = [
+    raw_images,
+    validated_images,
+    deduplicated_images,
+    processed_images,
+    labels,
+    tiered_storage,
+    quality_report,
+]
+QUALITY_CHECKS = [invalid_ratio, duplicate_ratio, processed_images_not_empty]
+
+
+def build_definitions(resources: Mapping[str, Any]) -> Definitions:
+    """The project's definitions bound to `resources`; tests bind their own stores."""
+    return Definitions(
+        assets=STAGE_ASSETS,
+        asset_checks=QUALITY_CHECKS,
+        jobs=[process_dataset],
+        resources=dict(resources),
+    )
+
+
+defs = build_definitions(resources_from_env())

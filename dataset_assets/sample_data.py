@@ -1,6 +1,6 @@
 """A small, deterministic image collection on which every pipeline stage visibly does something.
 
-`write_sample_dataset(dest)` writes 28 files (about 1.4 MB) into three class folders. The pictures
+`write_sample_dataset(dest)` writes 28 files (about 2.2 MB) into three class folders. The pictures
 are painted procedurally, so the sample needs no download and is byte-identical for a given seed.
 
 Photos (23, all distinct: their 64-bit perceptual hashes differ in more than 10 bits):
@@ -19,9 +19,9 @@ Sizes vary between 480x360 and 1280x960, portrait and landscape. Files that each
   filed under another class.
 - `forest/pines_03_resized.jpg`: a near duplicate of `forest/pines_03.jpg`, resized to 90% and
   re-encoded at JPEG quality 70 (perceptual hash within 4 bits of the original).
-- `waves/truncated.jpg`: the first 60% of a real JPEG (corrupt).
-- `forest/notes.jpg`: text behind an image name (not an image).
-- `mountains/tiny.png`: a 16x16 picture, below the 32x32 minimum.
+- `waves/truncated.jpg`: the first 60% of a real JPEG (corrupt; validation says `truncated`).
+- `forest/notes.jpg`: text behind an image name (`not_an_image`).
+- `mountains/tiny.png`: a 16x16 picture, below the 32x32 minimum (`too_small`).
 
 `SAMPLE_EXPECTATIONS` holds the counts a run over the sample should report.
 """
@@ -45,7 +45,6 @@ SAMPLE_EXPECTATIONS: Mapping[str, int] = MappingProxyType(
     {
         "files": 28,
         "classes": 3,
-        "photos": 23,
         "corrupt": 1,
         "not_an_image": 1,
         "too_small": 1,
@@ -58,6 +57,9 @@ SAMPLE_EXPECTATIONS: Mapping[str, int] = MappingProxyType(
         "kept": 23,
     }
 )
+"""What a run over the default sample should report: files read, rejects by reason (the truncated
+file counts as `corrupt`), valid files including both duplicates, the CMYK file converted, the
+extension mismatch flagged, and the images `kept` once exact and near duplicates are dropped."""
 
 _SIZES = (
     (800, 600),
@@ -70,9 +72,10 @@ _SIZES = (
     (720, 540),
 )
 _JPEG_QUALITY = 85
+_PNG_PHOTOS = frozenset({("mountains", 4), ("waves", 3)})
 
 
-def _fbm(rng: np.random.Generator, height: int, width: int, cells: int, octaves: int) -> np.ndarray:
+def _fbm(rng: np.random.Generator, width: int, height: int, cells: int, octaves: int) -> np.ndarray:
     """Multi-octave value noise in [0, 1]: smooth random grids, each finer and fainter.
 
     The octaves are summed at a quarter of the size and enlarged once, which keeps painting fast.
@@ -91,7 +94,16 @@ def _fbm(rng: np.random.Generator, height: int, width: int, cells: int, octaves:
     return noise / max(float(noise.max()), 1e-6)
 
 
-def _gradient(height: int, width: int, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+def _grain(rng: np.random.Generator, width: int, height: int, cell: tuple[int, int]) -> np.ndarray:
+    """Fine texture of `cell`-sized specks (leaves, bark), small enough to read as detail."""
+    across, down = cell
+    specks = rng.standard_normal((height // down + 2, width // across + 2), dtype=np.float32)
+    span = (specks.shape[1] * across, specks.shape[0] * down)
+    texture = np.asarray(Image.fromarray(specks).resize(span, Image.Resampling.BILINEAR))
+    return texture[down : down + height, across : across + width, None]
+
+
+def _gradient(width: int, height: int, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     return np.broadcast_to(top * (1 - t) + bottom * t, (height, width, 3)).copy()
 
@@ -108,13 +120,13 @@ def _paint_mountains(rng: np.random.Generator, width: int, height: int) -> np.nd
     horizon = _colour(rng, (0.6, 0.45, 0.4), (1.0, 0.9, 0.85))
     sun_x, sun_y = rng.uniform(0.1, 0.9) * width, rng.uniform(0.05, 0.45) * height
     glow = np.exp(-((x - sun_x) ** 2 + (y - sun_y) ** 2) / (2 * (0.12 * width) ** 2))
-    sky = _gradient(height, width, zenith, horizon) + glow[..., None] * np.float32([0.5, 0.4, 0.2])
+    sky = _gradient(width, height, zenith, horizon) + glow[..., None] * np.float32([0.5, 0.4, 0.2])
 
     layers = int(rng.integers(3, 6))
     top = rng.uniform(0.2, 0.5)
     profiles, snowcaps = [], []
     for layer in range(layers):
-        ridge = 1 - np.abs(2 * _fbm(rng, 1, width, int(rng.integers(2, 6)), 5)[0] - 1)
+        ridge = 1 - np.abs(2 * _fbm(rng, width, 1, int(rng.integers(2, 6)), 5)[0] - 1)
         base = top + layer / (layers - 1) * (0.85 - top)
         profiles.append((base - rng.uniform(0.1, 0.3) * ridge) * height)
         snowy = layer == layers - 1 or rng.random() < 0.4
@@ -128,17 +140,18 @@ def _paint_mountains(rng: np.random.Generator, width: int, height: int) -> np.nd
     below_ridge = y - np.stack(profiles)[ground, columns]
     snow = below_ridge < np.stack(snowcaps)[ground, columns]
 
-    texture = _fbm(rng, height, width, 8, 4)[..., None]
+    texture = _fbm(rng, width, height, 8, 4)[..., None]
     haze = (0.7 * (1 - ground / (layers - 1)))[..., None].astype(np.float32)
     rock = _colour(rng, (0.15, 0.12, 0.1), (0.45, 0.4, 0.35)) * (0.7 + 0.5 * texture)
+    rock *= 1 + 0.15 * _grain(rng, width, height, (3, 3))
     land = np.where(snow[..., None], 0.92 - 0.1 * texture, rock * (1 - haze) + horizon * haze)
     return np.where((nearest >= 0)[..., None], land, sky)
 
 
 def _paint_waves(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """Crossing sine swells seen from above, tinted from deep water to surf."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    u, v = xx / width, yy / height
+    u = np.arange(width, dtype=np.float32)[None, :] / width
+    v = np.arange(height, dtype=np.float32)[:, None] / height
     angle = rng.uniform(0, math.pi)
     surface = np.zeros((height, width), dtype=np.float32)
     for harmonic in range(4):
@@ -147,7 +160,11 @@ def _paint_waves(rng: np.random.Generator, width: int, height: int) -> np.ndarra
         phase = rng.uniform(0, 2 * math.pi)
         along = u * (math.cos(theta) * width / height) + v * math.sin(theta)
         surface += np.sin(2 * math.pi * cycles * along + phase) / (1 + harmonic)
-    surface += 1.2 * (_fbm(rng, height, width, 3, 4) - 0.5)
+    for _ in range(2):
+        theta, cycles = rng.uniform(0, math.pi), rng.uniform(50, 90)
+        along = u * (math.cos(theta) * width / height) + v * math.sin(theta)
+        surface += 0.15 * np.sin(2 * math.pi * cycles * along)
+    surface += 1.2 * (_fbm(rng, width, height, 3, 4) - 0.5)
     surface = (surface - surface.min()) / (surface.max() - surface.min())
     deep = _colour(rng, (0.0, 0.05, 0.2), (0.05, 0.25, 0.45))
     shallow = _colour(rng, (0.05, 0.4, 0.5), (0.3, 0.75, 0.8))
@@ -166,10 +183,11 @@ def _paint_forest(rng: np.random.Generator, width: int, height: int) -> np.ndarr
     light_y = rng.uniform(0.2, 0.8)
     t = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
     mist = np.exp(-((t - light_y) ** 2) / 0.05)
-    image = _gradient(height, width, canopy, floor) * (1 - mist) + fog * mist
-    image *= (0.75 + 0.5 * _fbm(rng, height, width, 6, 5))[..., None]
+    image = _gradient(width, height, canopy, floor) * (1 - mist) + fog * mist
+    image *= (0.75 + 0.5 * _fbm(rng, width, height, 6, 5))[..., None]
+    image *= 1 + 0.12 * _grain(rng, width, height, (3, 3))
     bark = _colour(rng, (0.1, 0.06, 0.03), (0.3, 0.2, 0.12))
-    grain = _fbm(rng, height, width, 24, 2)[..., None]
+    grain = 1 + 0.2 * _grain(rng, width, height, (2, 24))
     for row in range(3):
         nearness = row / 2
         mask = Image.new("L", (width, height))
@@ -181,7 +199,7 @@ def _paint_forest(rng: np.random.Generator, width: int, height: int) -> np.ndarr
             corners = [(top - half, 0), (top + half, 0), (bottom + half, height)]
             draw.polygon([*corners, (bottom - half, height)], fill=255)
         cover = np.asarray(mask, dtype=np.float32)[..., None] / 255
-        tone = (bark * (0.4 + 0.6 * nearness) + fog * 0.6 * (1 - nearness)) * (0.8 + 0.4 * grain)
+        tone = (bark * (0.4 + 0.6 * nearness) + fog * 0.6 * (1 - nearness)) * grain
         image = image * (1 - cover) + tone * cover
     x = np.arange(width, dtype=np.float32)[None, :]
     y = np.arange(height, dtype=np.float32)[:, None]
@@ -199,7 +217,7 @@ class _Photo:
     path: str
     painter: _Painter
     size: tuple[int, int]
-    encoding: str = "JPEG"
+    encoding: str
 
 
 def _photos() -> list[_Photo]:
@@ -211,14 +229,14 @@ def _photos() -> list[_Photo]:
     photos = []
     for index, (folder, stem, painter) in enumerate(classes):
         for number in range(1, 8):
-            size = _SIZES[(number + 3 * index) % len(_SIZES)]
-            png = (folder, number) in {("mountains", 4), ("waves", 3)}
-            suffix = "png" if png else "jpg"
-            photos.append(
-                _Photo(f"{folder}/{stem}_{number:02d}.{suffix}", painter, size, suffix.upper())
-            )
+            if (folder, number) in _PNG_PHOTOS:
+                path, size, encoding = f"{folder}/{stem}_{number:02d}.png", (640, 480), "PNG"
+            else:
+                path, encoding = f"{folder}/{stem}_{number:02d}.jpg", "JPEG"
+                size = _SIZES[(number + 3 * index) % len(_SIZES)]
+            photos.append(_Photo(path, painter, size, encoding))
     photos.append(_Photo("mountains/ridge_cmyk.jpg", _paint_mountains, (720, 540), "CMYK"))
-    photos.append(_Photo("waves/swell_png_inside.jpg", _paint_waves, (640, 480), "PNG"))
+    photos.append(_Photo("waves/swell_png_inside.jpg", _paint_waves, (480, 360), "PNG"))
     return photos
 
 

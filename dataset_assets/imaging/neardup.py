@@ -1,8 +1,8 @@
 """Exact near-duplicate search over 64-bit perceptual hashes that stays fast at millions of images.
 
 Near-identical images (re-encoded, resized, lightly edited) have perceptual hashes (phash, dhash,
-whash) a few bits apart. Comparing every pair is quadratic and a BK-tree degrades to a near-linear
-scan per query at these radii, so neither gets far past a few hundred thousand images.
+whash) a few bits apart. Comparing every pair is quadratic, and a BK-tree visits a large share of
+its nodes per query at these radii, so neither gets far past a few hundred thousand images.
 
 This module uses multi-index hashing. The 64 bits are split into chunks, and chunk `c` is given a
 radius `r_c` with `sum(r_c + 1) == threshold + 1`; by the pigeonhole principle two hashes within
@@ -25,6 +25,7 @@ from scipy.sparse.csgraph import connected_components
 HASH_BITS = 64
 
 _MAX_CHUNK_BITS = 24
+# Items handled per vectorised step; this is what bounds the working memory of a search.
 _BATCH = 1 << 17
 
 # Rough per-item costs in nanoseconds, used only to choose a chunk layout.
@@ -52,7 +53,7 @@ class _Chunk:
 
 
 def hash_to_int(hex_or_int: str | int) -> int:
-    """Return a 64-bit hash as an int, from an int or its hex form (e.g. `str(imagehash.phash(im))`)."""
+    """Return a 64-bit hash as an int, from an int or hex text like `str(imagehash.phash(im))`."""
     if isinstance(hex_or_int, str):
         text = hex_or_int.strip().lower().removeprefix("0x")
         if not 0 < len(text) <= HASH_BITS // 4:
@@ -88,17 +89,13 @@ def find_near_duplicate_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
     """
     values = _as_hash_array(hashes)
     limit = _checked_threshold(threshold)
-    count = values.size
-    if count < 2:
+    if values.size < 2:
         return np.empty((0, 2), dtype=np.int64)
-    chunks = _plan(count, limit)
-    found = [codes for index in range(len(chunks)) for codes in _chunk_pairs(values, chunks, index, limit)]
-    codes = np.sort(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
-    return np.stack((codes // count, codes % count), axis=1)
+    return _search(values, limit, _plan(values.size, limit))
 
 
 def cluster_pairs(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Group `n` items into clusters joined by `pairs`, transitively (a~b and b~c put a, b, c together).
+    """Group `n` items into clusters joined by `pairs`, transitively: a~b and b~c make one cluster.
 
     Returns an int64 label per item: the smallest item index in its cluster, so labels are stable
     across runs and an item in no pair is labelled with its own index.
@@ -131,7 +128,7 @@ def _as_hash_array(hashes: np.ndarray) -> np.ndarray:
         return values.astype(np.uint64)
     if values.dtype.kind == "O":
         return np.array([hash_to_int(value) for value in values], dtype=np.uint64)
-    raise ValueError(f"hashes must be unsigned 64-bit integers, got dtype {values.dtype}")
+    raise ValueError(f"hashes must be integers in 0..2**64-1, got dtype {values.dtype} values")
 
 
 def _checked_threshold(threshold: int) -> int:
@@ -148,6 +145,7 @@ def _variant_count(bits: int, radius: int) -> int:
 
 
 def _chunk_cost(count: int, bits: int, radius: int) -> float:
+    """Estimate the nanoseconds one chunk takes to search over uniformly random hashes."""
     slots = 1 << bits
     load = count / slots
     variants = _variant_count(bits, radius)
@@ -159,31 +157,44 @@ def _chunk_cost(count: int, bits: int, radius: int) -> float:
         + _COST_LOOKUP * lookups
         + _COST_CANDIDATE * candidates
         + _COST_INDEXED_HASH * count
-        + _COST_MASK_GROUP * min(bits, radius) * bits
+        + _COST_MASK_GROUP * bits * (radius > 0)
     )
 
 
-def _plan(count: int, threshold: int) -> tuple[_Chunk, ...]:
-    """Choose the cheapest chunk layout whose radii satisfy the pigeonhole condition."""
-    best: tuple[float, tuple[_Chunk, ...]] | None = None
+def _layouts(threshold: int) -> Iterator[tuple[_Chunk, ...]]:
+    """Yield chunk layouts whose radii satisfy `sum(radius + 1) == threshold + 1`.
+
+    Radii are spread as evenly as possible; bits left over go to the chunks with larger radii.
+    """
     for parts in range(1, min(threshold + 1, HASH_BITS) + 1):
         base, extra = divmod(threshold + 1, parts)
         radii = [base - 1 + (part < extra) for part in range(parts)]
-        widest = min(_MAX_CHUNK_BITS, HASH_BITS // parts)
-        for width in range(1, widest + 1):
+        for width in range(1, min(_MAX_CHUNK_BITS, HASH_BITS // parts) + 1):
             spare = HASH_BITS - parts * width if width == HASH_BITS // parts else 0
             widths = [width + (part < spare) for part in range(parts)]
-            offsets = np.cumsum([0, *widths[:-1]]).tolist()
-            chunks = tuple(map(_Chunk, offsets, widths, radii))
-            cost = sum(_chunk_cost(count, chunk.bits, chunk.radius) for chunk in chunks)
-            if best is None or cost < best[0]:
-                best = (cost, chunks)
-    assert best is not None
-    return best[1]
+            offsets = [sum(widths[:part]) for part in range(parts)]
+            yield tuple(map(_Chunk, offsets, widths, radii))
+
+
+def _plan(count: int, threshold: int) -> tuple[_Chunk, ...]:
+    """Choose the layout expected to search `count` hashes fastest at `threshold`."""
+    return min(
+        _layouts(threshold),
+        key=lambda chunks: sum(_chunk_cost(count, chunk.bits, chunk.radius) for chunk in chunks),
+    )
+
+
+def _search(values: np.ndarray, limit: int, chunks: tuple[_Chunk, ...]) -> np.ndarray:
+    count = values.size
+    found = [np.empty(0, dtype=np.int64)]
+    for index in range(len(chunks)):
+        found.extend(_chunk_pairs(values, chunks, index, limit))
+    codes = np.sort(np.concatenate(found))
+    return np.stack((codes // count, codes % count), axis=1)
 
 
 def _mask_groups(bits: int, radius: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield `(high, masks)`: every non-zero mask of at most `radius` bits whose top bit is `high`."""
+    """Yield `(high, masks)`: every mask of 1 to `radius` set bits whose top set bit is `high`."""
     if radius < 1:
         return
     lower = np.zeros(1, dtype=np.int32)
@@ -237,8 +248,9 @@ def _chunk_pairs(
         first, second = order[left], order[right]
         return np.minimum(first, second) * count + np.maximum(first, second)
 
-    bucket_ends = np.repeat(bucket_starts + bucket_sizes, bucket_sizes)
-    for position, local in _segments(bucket_ends - np.arange(count) - 1):
+    crowded = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    for owner, local in _segments(table[sorted_keys[crowded] + 1] - crowded - 1):
+        position = crowded[owner]
         yield verified(position, position + 1 + local)
 
     for high, masks in _mask_groups(chunk.bits, chunk.radius):

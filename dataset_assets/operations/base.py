@@ -64,6 +64,7 @@ class Operation(BaseModel):
 
     @property
     def name(self) -> str:
+        """The name requests use for this operation."""
         return type(self).__name__
 
     @abstractmethod

@@ -52,9 +52,8 @@ def image_for_format(image: Image.Image, format: str) -> Image.Image:
 def encode_image(image: Image.Image, format: str, quality: int = 90) -> bytes:
     """Encode `image` as `format` ("jpeg", "png" or "webp") for storage, favouring speed.
 
-    The mode is converted where the format needs it (RGBA, LA and palette images lose their
-    transparency against white in JPEG; 16-bit images are scaled to 8 bits). `quality` applies to
-    JPEG and WebP.
+    The mode is converted where the format needs it: JPEG flattens transparency onto white, JPEG
+    and WebP scale 16-bit images to 8 bits, PNG keeps them. `quality` applies to JPEG and WebP.
     """
     name = _format_name(format)
     buffer = BytesIO()

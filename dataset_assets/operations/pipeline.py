@@ -1,5 +1,6 @@
 """A request's operation list as one object: parsed once, fingerprinted, run on every image."""
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -64,6 +65,7 @@ class OperationPipeline:
         `source_size` is the image's size before `Image.draft()` reduced it; it is required after
         a reducing draft, so that the leading Resize sizes the output from the full image.
         """
+        seed = operator.index(seed)
         if seed < 0:
             raise OperationError(f"seed must be a non-negative integer, got {seed}")
         if source_size is None and draft_scale(image) > 1:

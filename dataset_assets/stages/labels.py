@@ -100,6 +100,7 @@ def labels(
     source = LabelSource(config, blob_store, dataset)
     counts: Counter[str] = Counter()
     prefix = f"datasets/{dataset}"
+    blob_store.delete_prefix(f"{prefix}/labels/")
     with workspace.step_dir(context.run.run_id, "labels") as scratch:
         json_path, csv_path = scratch / "labels.json", scratch / "labels.csv"
         with open(json_path, "w") as json_file, open(csv_path, "w", newline="") as csv_file:

@@ -11,6 +11,7 @@ from dagster import (
     DynamicOutput,
     Failure,
     OpExecutionContext,
+    Out,
     asset_check,
     graph_asset,
     op,
@@ -33,17 +34,27 @@ ROTATED = {5, 6, 7, 8}
 """EXIF orientations that swap width and height."""
 
 
-def decode(data: bytes, pipeline: OperationPipeline, target_mode: str) -> Image.Image:
-    """Decode for the pipeline: JPEGs straight at a reduced scale when it starts by downscaling."""
+def decode(
+    data: bytes, pipeline: OperationPipeline, target_mode: str
+) -> tuple[Image.Image, tuple[int, int] | None]:
+    """Decode for the pipeline: JPEGs straight at a reduced scale when it starts by downscaling.
+
+    Returns the oriented image and, when draft mode shrank it, the full size it came from.
+    """
     image = Image.open(BytesIO(data))
+    source_size = None
     if image.format == "JPEG":
         width, height = image.size
         rotated = image.getexif().get(0x0112) in ROTATED
-        size = pipeline.draft_size(*((height, width) if rotated else (width, height)))
+        oriented = (height, width) if rotated else (width, height)
+        size = pipeline.draft_size(*oriented)
         if size:
             image.draft(image.mode, size[::-1] if rotated else size)
+            source_size = oriented
     image = working_image(ImageOps.exif_transpose(image))
-    return image if target_mode in ("keep", image.mode) else image.convert(target_mode)
+    if target_mode not in ("keep", image.mode):
+        image = image.convert(target_mode)
+    return image, source_size
 
 
 def output_format(config: TransformConfig, source_format: str | None) -> str:
@@ -63,8 +74,9 @@ def transform_image(
     """Run the pipeline on one image and store every output; a failure is recorded, not raised."""
     found = doc.get("validation") or {}
     try:
-        image = decode(data, pipeline, found.get("target_mode", "RGB"))
-        variants = pipeline.apply(image, seed=derive_seed(config.seed, doc["image_id"]))
+        image, source_size = decode(data, pipeline, found.get("target_mode", "RGB"))
+        seed = derive_seed(config.seed, doc["image_id"])
+        variants = pipeline.apply(image, seed, source_size=source_size)
     except Exception as error:
         return {
             "status": "failed",
@@ -144,7 +156,7 @@ def transform_shard(
     return dict(statuses)
 
 
-@op(retry_policy=METADATA_RETRY)
+@op(out=Out(io_manager_key="manifest_io_manager"), retry_policy=METADATA_RETRY)
 def merge_transform(
     context: OpExecutionContext,
     metadata: MetadataStoreResource,

@@ -10,6 +10,7 @@ from dagster import (
     DynamicOutput,
     Failure,
     OpExecutionContext,
+    Out,
     asset_check,
     graph_asset,
     op,
@@ -142,7 +143,7 @@ def validate_shard(
     return dict(statuses)
 
 
-@op(retry_policy=METADATA_RETRY)
+@op(out=Out(io_manager_key="manifest_io_manager"), retry_policy=METADATA_RETRY)
 def merge_validation(
     context: OpExecutionContext,
     metadata: MetadataStoreResource,
