@@ -152,10 +152,12 @@ def register(request: DatasetRequest):
 def _run(args: argparse.Namespace) -> int:
     request = load_request(args.target, args.op, args.request_id, args.mode)
     instance = register(request)
-    from dataset_assets.definitions import defs
+    from dataset_assets.definitions import build_definitions
+    from dataset_assets.storage.environment import resources_from_env
 
-    store = defs.resources["metadata"].store
-    job = defs.resolve_job_def("process_dataset")
+    resources = resources_from_env()
+    store = resources["metadata"].store
+    job = build_definitions(resources).resolve_job_def("process_dataset")
     run_config = request.to_run_config().to_config_dict()
     run_config["loggers"] = {"console": {"config": {"log_level": "ERROR"}}}
     print(f"request {request.id}: {request.dataset_key}")

@@ -269,11 +269,12 @@ def test_palette_png_transparency_is_composited_on_white(tmp_path: Path) -> None
 
 def test_png_claiming_huge_size_is_a_decompression_bomb(tmp_path: Path) -> None:
     filters_before = list(warnings.filters)
+    limit_before = Image.MAX_IMAGE_PIXELS
 
     result = inspect_image(png_claiming(30_000, 30_000), "bomb.png")
 
     assert_rejected(result, "decompression_bomb", "bomb.png")
-    assert Image.MAX_IMAGE_PIXELS == 89_478_485
+    assert limit_before == Image.MAX_IMAGE_PIXELS
     assert warnings.filters == filters_before
 
 
@@ -293,7 +294,7 @@ def test_pillows_bomb_warning_threshold_also_rejects(tmp_path: Path) -> None:
         result = inspect_image(png_claiming(10_000, 10_000), "warned.png", rules)
 
     assert_rejected(result, "decompression_bomb", "warned.png")
-    assert "89,478,485" in result.message
+    assert f"above the limit {Image.MAX_IMAGE_PIXELS:,}" in result.message
 
 
 def test_exif_orientation_six_swaps_width_and_height(tmp_path: Path) -> None:

@@ -59,7 +59,23 @@ _WHITE = (255, 255, 255, 255)
 
 @dataclass(frozen=True)
 class ValidationRules:
-    """What the validation stage accepts, and how accepted images are normalised and hashed."""
+    """What the validation stage accepts, and how accepted images are normalised and hashed.
+
+    Attributes:
+        allowed_formats: Pillow format names; an MPO file (a phone's multi-picture JPEG) counts
+            as JPEG.
+        min_width, min_height, max_width, max_height: Bounds on the size after EXIF orientation.
+        max_pixels: Decompression-bomb guard, checked from the header before decoding.
+        min_aspect, max_aspect: Bounds on width / height.
+        max_file_bytes: Bound on the file size, checked before the file is opened.
+        multi_frame: "first" inspects the first frame of an animation or multi-page file,
+            "reject" rejects it.
+        target_mode: Mode the pixel hash (and later stages) normalise to: 16-bit data is scaled
+            to 8 bits, palettes are expanded and transparency is put on white; "keep" keeps the
+            file's mode.
+        hash_kind: Perceptual hash used for near-duplicate search.
+        thumbnail_px: Longest side of the thumbnail.
+    """
 
     allowed_formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
     min_width: int = 32
@@ -80,8 +96,26 @@ class ValidationRules:
 class Inspection:
     """The outcome for one file.
 
-    `width` and `height` are after EXIF orientation. Hashes, quality figures and the thumbnail are
-    only set for accepted files; a rejected file has `issues == {}`.
+    Hashes, quality figures and the thumbnail are only set for accepted files; a rejected file
+    has `issues == {}` and as much of the header as was read.
+
+    Attributes:
+        ok: Whether the file passed every check.
+        reason: A key of `REJECT_REASONS` when not ok, else None.
+        message: When not ok, what failed, naming the file and the numbers.
+        format, mode: As found in the file header.
+        width, height: From the header, after EXIF orientation.
+        frames: Frames or pages in the file; 0 when the file could not be opened.
+        exif_rotated: Whether an EXIF orientation other than 1 was applied.
+        perceptual_hash: 16 hex characters of `rules.hash_kind` on the decoded, oriented image.
+        pixel_hash: SHA-256 of the normalised pixels at decode scale with their mode and size:
+            equal for lossless re-encodes of the same pixels.
+        issues: Every quality issue score in 0..1, 1 the worst (see `ISSUE_THRESHOLDS`).
+        flagged: Issues whose score reaches its threshold.
+        brightness: Mean luma, 0..255.
+        sharpness: Variance of the Laplacian of the decode-scale luma; ranks copies of one
+            picture to keep the sharpest.
+        thumbnail: RGB JPEG bytes, longest side `rules.thumbnail_px` (or less for small images).
     """
 
     ok: bool
@@ -187,7 +221,11 @@ def _read_header(image: ImageFile.ImageFile) -> _Header:
 
 
 def _orientation(image: Image.Image, *, header_only: bool = False) -> int:
-    """EXIF orientation 1..8; PNG keeps EXIF after the pixels unless the header had it."""
+    """EXIF orientation 1..8; unreadable or odd EXIF counts as upright, as in browsers.
+
+    With `header_only`, a PNG whose EXIF did not come before its pixels counts as upright for now:
+    Pillow would decode the whole file to look for EXIF after them.
+    """
     if header_only and image.format == "PNG" and "exif" not in image.info:
         return 1
     try:

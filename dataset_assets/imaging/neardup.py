@@ -8,9 +8,10 @@ This module uses multi-index hashing. The 64 bits are split into chunks, and chu
 radius `r_c` with `sum(r_c + 1) == threshold + 1`; by the pigeonhole principle two hashes within
 `threshold` bits of each other differ in at most `r_c` bits of some chunk. Each chunk is indexed
 in a direct-address table, so only hashes whose chunks (nearly) agree are compared, and every
-candidate is verified on all 64 bits. The answer is exactly the set brute force returns. Chunk
-layout is chosen from the collection size so that buckets hold about one hash, and all work runs
-in fixed-size numpy batches, which bounds peak memory whatever the collection size.
+candidate is verified on all 64 bits. The answer is exactly the set brute force returns. The
+chunk layout is chosen from the collection size so that buckets hold about one hash. Lookups and
+comparisons run in fixed-size numpy batches, so memory beyond the result and a few arrays of
+length n stays constant however many candidates a collection produces.
 """
 
 import math

@@ -101,8 +101,8 @@ def _laplacian(values: np.ndarray) -> np.ndarray:
 def _grayscale_score(image: Image.Image) -> float:
     if image.mode != "RGB":
         return 1.0
-    pixels = np.asarray(image)
-    spread = pixels.max(axis=2).astype(np.int16) - pixels.min(axis=2)
+    red, green, blue = (np.asarray(band) for band in image.split())
+    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
     return _clip(1.0 - float(spread.mean()) / _GRAYSCALE_SPREAD)
 
 

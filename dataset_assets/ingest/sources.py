@@ -68,7 +68,8 @@ def iter_entries(source: Path) -> Iterator[Entry]:
 
 
 def _hidden(path: str) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(path).parts)
+    parts = PurePosixPath(path).parts
+    return any((p.startswith(".") and p != "..") or p == "__MACOSX" for p in parts)
 
 
 def _unsafe(name: str) -> str | None:

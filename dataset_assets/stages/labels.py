@@ -38,7 +38,8 @@ class LabelSource:
         if not blobs.exists(key):
             raise Failure(
                 description=f"labels.manifest {self.config.manifest!r} is not in the dataset: "
-                "put the CSV or JSON file inside the source folder or archive"
+                "put the CSV or JSON file inside the source folder or archive",
+                allow_retries=False,
             )
         text = blobs.get_bytes(key).decode("utf-8-sig")
         if self.config.manifest.lower().endswith(".json"):

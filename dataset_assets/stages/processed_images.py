@@ -173,7 +173,8 @@ def merge_transform(
         first = next(store.iter_images(dataset, status="failed", fields=("reject_message",)))
         raise Failure(
             description=f"every image of {dataset!r} failed to transform, e.g. "
-            f"{first['reject_message']}"
+            f"{first['reject_message']}",
+            allow_retries=False,
         )
     outputs = sum(
         len(doc.get("outputs") or [])

@@ -102,7 +102,9 @@ def raw_images(
         request = request_from_run_config(context.run.run_config, dataset)
         source = resolve_source(config.dataset_key)
     except (RequestError, SourceError) as error:
-        raise Failure(description=f"request {dataset!r} cannot run: {error}") from None
+        raise Failure(
+            description=f"request {dataset!r} cannot run: {error}", allow_retries=False
+        ) from None
     store = metadata.store
     store.track_request(dataset, request=request.model_dump(mode="json"), error=None)
     started = start_stage(store, dataset, "raw_images", context.run.run_id)
@@ -136,7 +138,10 @@ def raw_images(
     stale = store.delete_stale_images(dataset, context.run.run_id)
     total = counts["ingested"] + counts["rejected"]
     if total == 0:
-        raise Failure(description=f"request {dataset!r}: no files found in {config.dataset_key!r}")
+        raise Failure(
+            description=f"request {dataset!r}: no files found in {config.dataset_key!r}",
+            allow_retries=False,
+        )
     return finish_stage(
         context,
         store,

@@ -167,7 +167,8 @@ def merge_validation(
         ]
         raise Failure(
             description=f"strict validation: {rejected} rejected image(s) in {dataset!r}: "
-            + "; ".join(examples)
+            + "; ".join(examples),
+            allow_retries=False,
         )
     reasons = store.count_by(dataset, "reject_reason")
     total = valid + rejected

@@ -1,0 +1,148 @@
+"""The `dataset-assets` command as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataset_assets.cli import main
+
+SEED_OPS = ['{"Resize": {"scaling_factor": 0.5}}', "GrayScale", '{"Noise": {"noise_level": 0.1}}']
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A fresh working directory with no DAGSTER_HOME and no store settings, as a new user has."""
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "DAGSTER_HOME",
+        "DATASET_ASSETS_HOME",
+        "DATASET_ASSETS_BLOB_ROOT",
+        "DATASET_ASSETS_METADATA_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def _command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
+    script = Path(sys.executable).with_name("dataset-assets")
+    return subprocess.run(
+        [str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_run_with_ops_prints_progress_and_a_json_summary_last(project, sample_dir):
+    ops = [arg for op in SEED_OPS for arg in ("--op", op)]
+    done = _command("run", str(sample_dir), *ops, "--request-id", "demo", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    for stage in ("raw_images", "validated_images", "processed_images", "quality_report"):
+        assert any(line.strip().startswith(stage) for line in lines)
+    summary = json.loads(lines[-1])
+    assert summary["request_id"] == "demo"
+    assert summary["counts"] == {
+        "ingested": 28,
+        "valid": 25,
+        "invalid": 3,
+        "duplicates": 2,
+        "processed": 23,
+        "labelled": 23,
+        "hot": 23,
+        "cold": 0,
+    }
+    assert Path(summary["report"]).is_file()
+    assert len(list(Path(summary["output_dir"]).glob("hot/*/*"))) == 23
+    assert (project / ".dataset_assets" / "dagster").is_dir()
+
+    status = _command("status", "demo", "--json", cwd=project)
+    tracked = json.loads(status.stdout)
+    assert tracked["status"] == "succeeded" and tracked["progress"] == 100
+
+
+def test_run_from_a_request_file(project, sample_dir):
+    request = project / "request.json"
+    request.write_text(
+        json.dumps(
+            {
+                "request_id": "from-file",
+                "dataset_key": str(sample_dir),
+                "operations": [{"Resize": {"max_side": 64}}],
+                "tiering": {"hot_storage_threshold": 5},
+            }
+        )
+    )
+    assert main(["run", str(request), "--json"]) == 0
+    from dataset_assets.storage.environment import resources_from_env
+
+    tracked = resources_from_env()["metadata"].store.get_request("from-file")
+    assert tracked["metrics"]["hot"] == 5 and tracked["metrics"]["cold"] == 18
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "{source}", "--op", "Sepia"], "unknown operation 'Sepia'"),
+        (["run", "{source}", "--op", '{"Resize": {"scaling_factor": 0}}'], "scaling_factor"),
+        (["run", "{source}", "--op", "{broken"], "not valid JSON"),
+        (["run", "no/such/dir"], "no such file or directory"),
+        (["status", "never-ran"], "no request 'never-ran'"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
+    project, sample_dir, capsys, args, expected
+):
+    code = main([arg.replace("{source}", str(sample_dir)) for arg in args])
+    assert code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err
+    assert not (project / ".dataset_assets" / "blobs").exists()
+
+
+def test_failed_run_reports_the_stage_and_reason(project, sample_dir, capsys):
+    code = main(["run", str(sample_dir), "--mode", "strict", "--request-id", "strict", "--json"])
+    assert code == 1
+    out, err = capsys.readouterr()
+    assert "strict validation: 3 rejected image(s)" in err
+    assert "validated_images" in err
+    assert "error" in json.loads(out.strip().splitlines()[-1])
+
+
+def test_prepare_then_dagster_job_execute_runs_the_partition(project, sample_dir):
+    request = project / "request.json"
+    request.write_text(json.dumps({"request_id": "cli-job", "dataset_key": str(sample_dir)}))
+    prepared = _command("prepare", str(request), "-o", "run.yaml", cwd=project)
+    assert prepared.returncode == 0, prepared.stderr
+    command = prepared.stdout.strip().splitlines()[-1]
+    assert command.startswith("dagster job execute")
+    with open(project / "run.yaml", "a") as config:
+        config.write("execution:\n  config:\n    in_process: {}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
+    env["DAGSTER_HOME"] = str(project / ".dataset_assets" / "dagster")
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [
+            str(dagster),
+            "job",
+            "execute",
+            "-m",
+            "dataset_assets.definitions",
+            "-j",
+            "process_dataset",
+            "-c",
+            "run.yaml",
+            "--tags",
+            '{"dagster/partition": "cli-job"}',
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = project / ".dataset_assets" / "blobs" / "reports" / "cli-job" / "report.json"
+    assert json.loads(report.read_text())["metrics"]["processed_images"] == 23
