@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs the project with its test extra and runs the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+.venv/bin/ruff check dataset_assets dataset_assets_tests bench
+.venv/bin/pytest -n 2 "$@"
