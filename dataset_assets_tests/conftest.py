@@ -1,10 +1,16 @@
 """Shared fixtures: the sample dataset, stores in a temporary home, and a runner for the job."""
 
-from collections.abc import Callable
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pymongo
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
@@ -78,3 +84,49 @@ def make_images(tmp_path: Path) -> Callable[..., Path]:
         return write_images(tmp_path / folder, spec)
 
     return make
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MongoDB wire-protocol server (nx-27017) on a free loopback port, stopped by PID."""
+    server = shutil.which("nx-27017") or str(Path(sys.executable).with_name("nx-27017"))
+    folder = tmp_path_factory.mktemp("mongodb")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            server,
+            "--data-dir",
+            str(folder / "data"),
+            "-p",
+            str(port),
+            "--log-file",
+            str(folder / "server.log"),
+            "--pid-file",
+            str(folder / "server.pid"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    uri = f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=2000"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            pymongo.MongoClient(uri).admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"nx-27017 did not start on port {port}") from None
+            time.sleep(0.2)
+    yield uri
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -14,6 +14,8 @@ from typing import Any
 import neosqlite
 import pymongo
 from pymongo import UpdateOne
+from pymongo.errors import PyMongoError
+from pymongo.uri_parser import parse_uri
 
 BATCH_SIZE = 500
 
@@ -25,7 +27,16 @@ def utcnow() -> str:
 def connect(uri: str, database: str = "dataset_assets") -> Any:
     """A pymongo-compatible database: MongoDB for mongodb:// URIs, else an embedded file."""
     if uri.startswith(("mongodb://", "mongodb+srv://")):
-        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
+        options = {"serverSelectionTimeoutMS": 5000, "connectTimeoutMS": 5000}
+        client = pymongo.MongoClient(uri, **{**options, **parse_uri(uri)["options"]})
+        try:
+            client.admin.command("ping")
+        except PyMongoError as error:
+            hosts = ", ".join(f"{host}:{port}" for host, port in parse_uri(uri)["nodelist"])
+            raise ConnectionError(
+                f"MongoDB at {hosts} is unreachable ({type(error).__name__}): check "
+                "DATASET_ASSETS_METADATA_URI and that the server is running"
+            ) from None
         return client[database]
     path = Path(uri.removeprefix("file:")).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
