@@ -142,6 +142,9 @@ class TieringConfig(Config):
     """Which images stay in hot storage; the order is the source path order."""
 
     hot_storage_threshold: int = pydantic.Field(default=1000, ge=0)
+    webdataset_shard_size: int = pydantic.Field(
+        default=0, ge=0, description="Also write WebDataset tar shards of N images; 0 = off."
+    )
 
 
 class ReportConfig(Config):

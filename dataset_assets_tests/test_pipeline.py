@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import tarfile
 
 from PIL import Image
 
@@ -226,3 +227,28 @@ def test_images_removed_from_the_source_leave_the_dataset_on_rerun(pipeline, mak
     assert pipeline.run(request).success
     assert pipeline.metadata.count_images("shrink") == 2
     assert not any("/b/" in f"/{key}" for key in pipeline.outputs("shrink"))
+
+
+def test_webdataset_shards_hold_every_image_with_its_label(pipeline, make_images):
+    source = make_images({f"c{i % 2}/img_{i:02d}.png": (48 + i, 40) for i in range(5)})
+    request = {
+        "request_id": "wds",
+        "dataset_key": str(source),
+        "tiering": {"webdataset_shard_size": 2},
+    }
+    assert pipeline.run(request).success
+    files = pipeline.outputs("wds")
+    shards = sorted(key for key in files if key.startswith("webdataset/"))
+    assert shards == [f"webdataset/shard-{i:06d}.tar" for i in range(3)]
+    samples = {}
+    for shard in shards:
+        with tarfile.open(fileobj=io.BytesIO(files[shard])) as archive:
+            for member in archive.getmembers():
+                samples[member.name] = archive.extractfile(member).read()
+    images = [name for name in samples if name.endswith(".png")]
+    assert len(images) == 5
+    for name in images:
+        stem = name.rsplit(".", 1)[0]
+        assert samples[f"{stem}.cls"].decode().strip() == name.split("__")[0]
+        assert json.loads(samples[f"{stem}.json"])["label"] == name.split("__")[0]
+        assert Image.open(io.BytesIO(samples[name])).size[1] == 40

@@ -14,6 +14,7 @@ from dataset_assets.storage.resources import (
     MetadataStoreResource,
     WorkspaceResource,
 )
+from dataset_assets.webdataset import WebDatasetWriter
 
 
 @asset(
@@ -35,17 +36,21 @@ def tiered_storage(
 
     Images are taken in source-path order: the first `hot_storage_threshold` go to the hot tier,
     the rest to the cold tier (a colder storage class on S3). `manifest.jsonl` lists every output
-    with its label, size, hashes and tier. The layout is rebuilt on each run, so a re-run with
-    another threshold leaves no stale copies.
+    with its label, size, hashes and tier. With `webdataset_shard_size` the same images are also
+    written as WebDataset tar shards under `webdataset/`. The layout is rebuilt on each run, so a
+    re-run with another threshold leaves no stale copies.
     """
     dataset = context.partition_key
     store, blob_store = metadata.store, blobs.store
     started = start_stage(store, dataset, "tiered_storage", context.run.run_id)
     prefix = f"datasets/{dataset}"
-    for tier in ("hot", "cold"):
-        blob_store.delete_prefix(f"{prefix}/{tier}/")
+    for folder in ("hot", "cold", "webdataset"):
+        blob_store.delete_prefix(f"{prefix}/{folder}/")
     counts = {"hot": 0, "cold": 0, "files": 0}
     with workspace.step_dir(context.run.run_id, "tiered_storage") as scratch:
+        shards = WebDatasetWriter(
+            blob_store, f"{prefix}/webdataset", scratch, config.webdataset_shard_size
+        )
         manifest_path = scratch / "manifest.jsonl"
         with open(manifest_path, "w") as manifest_file:
             changes = []
@@ -74,6 +79,15 @@ def tiered_storage(
                         "tier": tier,
                     }
                     manifest_file.write(json.dumps(line) + "\n")
+                    if config.webdataset_shard_size:
+                        stem, extension = output["name"].rsplit(".", 1)
+                        shards.add(
+                            stem.replace("/", "__").replace(".", "_"),
+                            blob_store.get_bytes(key),
+                            extension,
+                            line["label"] or "",
+                            line,
+                        )
                 counts["files"] += len(keys)
                 changes.append((doc["image_id"], {"tier": tier, "final_keys": keys}))
                 if len(changes) >= 500:
@@ -81,6 +95,7 @@ def tiered_storage(
                     changes = []
             store.update_images(dataset, changes)
         blob_store.put_file(f"{prefix}/manifest.jsonl", manifest_path)
+        counts["webdataset_shards"] = len(shards.close())
     return finish_stage(
         context,
         store,
