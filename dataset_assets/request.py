@@ -81,6 +81,16 @@ class DedupConfig(Config):
         "earliest = first by source path.",
     )
     max_duplicate_ratio: float = pydantic.Field(default=0.5, ge=0, le=1)
+    against: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Request ids of datasets already built: their kept images count as "
+        "originals, so matches here are dropped as duplicates.",
+    )
+
+    @pydantic.field_validator("against")
+    @classmethod
+    def _safe_ids(cls, value: list[str]) -> list[str]:
+        return [check_request_id(item) for item in value]
 
 
 class TransformConfig(Config):

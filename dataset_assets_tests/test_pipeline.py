@@ -252,3 +252,20 @@ def test_webdataset_shards_hold_every_image_with_its_label(pipeline, make_images
         assert samples[f"{stem}.cls"].decode().strip() == name.split("__")[0]
         assert json.loads(samples[f"{stem}.json"])["label"] == name.split("__")[0]
         assert Image.open(io.BytesIO(samples[name])).size[1] == 40
+
+
+def test_dedup_against_an_earlier_dataset_drops_images_it_already_holds(
+    pipeline, make_images, tmp_path
+):
+    first = make_images({f"a/img_{i}.png": (64 + i, 48) for i in range(4)}, folder="first")
+    assert pipeline.run({"request_id": "first", "dataset_key": str(first)}).success
+    second = make_images({"a/img_1.png": (65, 48), "a/new.png": (90, 60)}, folder="second")
+    request = {"request_id": "second", "dataset_key": str(second), "dedup": {"against": ["first"]}}
+    assert pipeline.run(request).success
+    docs = {doc["source"]: doc for doc in pipeline.metadata.iter_images("second")}
+    assert docs["a/new.png"]["status"] == "processed"
+    assert docs["a/img_1.png"]["status"] == "duplicate"
+    assert docs["a/img_1.png"]["duplicate_of"].startswith("first:")
+    summary = pipeline.metadata.load_stage("second", "deduplicated_images")["summary"]
+    assert summary["in_earlier_datasets"] == 1 and summary["duplicates"] == 1
+    assert pipeline.metadata.count_by("first", "status") == {"processed": 4}

@@ -3,6 +3,7 @@
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ class HashTable:
     """
 
     image_ids: np.ndarray  # fixed-width bytes
+    origin: np.ndarray  # int16: 0 = this dataset, k = the k-th dataset of `against`
     exact: np.ndarray  # uint64: first 64 bits of the file sha256
     pixels: np.ndarray  # uint64: first 64 bits of the decoded-pixel hash
     perceptual: np.ndarray  # uint64
@@ -45,9 +47,10 @@ class HashTable:
     size_bytes: np.ndarray  # int64
 
     @classmethod
-    def from_rows(cls, rows: Iterable[dict[str, Any]]) -> "HashTable":
-        """Build the columns from a stream of image records without keeping the records."""
+    def from_rows(cls, rows: Iterable[tuple[int, dict[str, Any]]]) -> "HashTable":
+        """Build the columns from a stream of (origin, image record) without keeping records."""
         columns: dict[str, array] = {
+            "origin": array("h"),
             "exact": array("Q"),
             "pixels": array("Q"),
             "perceptual": array("Q"),
@@ -57,8 +60,9 @@ class HashTable:
             "size_bytes": array("q"),
         }
         image_ids = bytearray()
-        for row in rows:
+        for origin, row in rows:
             found = row.get("validation") or {}
+            columns["origin"].append(origin)
             image_ids += row["image_id"].encode().ljust(24, b" ")
             columns["exact"].append(_prefix(row.get("sha256")))
             columns["pixels"].append(_prefix(found.get("pixel_hash")))
@@ -75,6 +79,7 @@ class HashTable:
         }
         return cls(
             image_ids=np.frombuffer(bytes(image_ids), dtype="S24"),
+            origin=arrays["origin"].astype(np.int16),
             exact=arrays["exact"].astype(np.uint64),
             pixels=arrays["pixels"].astype(np.uint64),
             perceptual=arrays["perceptual"].astype(np.uint64),
@@ -119,7 +124,7 @@ def find_clusters(table: HashTable, config: DedupConfig) -> list[dict[str, Any]]
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     clusters = []
     for members in np.split(order, bounds):
-        if members.size < 2:
+        if members.size < 2 or table.origin[members].min() > 0:
             continue
         keeper = _keeper(table, members, config.keep)
         clusters.append(
@@ -142,7 +147,13 @@ def find_clusters(table: HashTable, config: DedupConfig) -> list[dict[str, Any]]
 
 
 def _keeper(table: HashTable, members: np.ndarray, policy: str) -> int:
-    """best: largest resolution, then sharpest, then largest file, then first by source path."""
+    """best: largest resolution, then sharpest, then largest file, then first by source path.
+
+    An image of a dataset already built always wins: this dataset must not repeat it.
+    """
+    external = members[table.origin[members] > 0]
+    if external.size:
+        return int(external.min())
     if policy == "earliest":
         return int(members.min())
     return int(
@@ -177,26 +188,39 @@ def deduplicated_images(
     Near duplicates are pairs whose 64-bit perceptual hashes differ in at most `threshold` bits,
     found with an exact multi-index search rather than all pairs. Clusters are the connected
     components of those pairs; the keep policy picks the survivor and every member records it.
+    With `against`, images already kept by earlier datasets count too: a match there makes the
+    image here a duplicate of that one.
     """
     dataset = context.partition_key
     store = metadata.store
     started = start_stage(store, dataset, "deduplicated_images", context.run.run_id)
-    table = HashTable.from_rows(
-        store.iter_images(
-            dataset,
-            status=PASSED,
-            fields=("image_id", "sha256", "size_bytes", "validation"),
-        )
+    fields = ("image_id", "sha256", "size_bytes", "validation")
+    rows = chain(
+        ((0, row) for row in store.iter_images(dataset, status=PASSED, fields=fields)),
+        *(
+            ((k, row) for row in store.iter_images(other, status="processed", fields=fields))
+            for k, other in enumerate(config.against, start=1)
+        ),
     )
+    table = HashTable.from_rows(rows)
     clusters = find_clusters(table, config) if config.enabled else []
     store.set_status(dataset, PASSED, "unique", unset=CLUSTER_FIELDS)
     changes = []
     kinds = {"exact": 0, "near": 0}
+    earlier = 0
     for cluster in clusters:
-        keeper_id = table.image_id(cluster["keeper"])
-        changes.append((keeper_id, {"cluster": keeper_id, "distance": 0}))
+        keeper = cluster["keeper"]
+        origin = int(table.origin[keeper])
+        keeper_id = table.image_id(keeper)
+        if origin:
+            keeper_id = f"{config.against[origin - 1]}:{keeper_id}"
+        else:
+            changes.append((keeper_id, {"cluster": keeper_id, "distance": 0}))
         for member in cluster["members"]:
+            if table.origin[member["index"]]:
+                continue
             kinds[member["kind"]] += 1
+            earlier += bool(origin)
             changes.append(
                 (
                     table.image_id(member["index"]),
@@ -211,7 +235,7 @@ def deduplicated_images(
             )
     store.update_images(dataset, changes)
     duplicates = kinds["exact"] + kinds["near"]
-    total = len(table.image_ids)
+    total = int(np.count_nonzero(table.origin == 0))
     unique = total - duplicates
     return finish_stage(
         context,
@@ -225,6 +249,7 @@ def deduplicated_images(
             "exact_duplicates": kinds["exact"],
             "near_duplicates": kinds["near"],
             "clusters": len(clusters),
+            "in_earlier_datasets": earlier,
             "duplicate_ratio": round(duplicates / total, 4) if total else 0.0,
             "max_duplicate_ratio": config.max_duplicate_ratio,
             "threshold": config.threshold if config.near else None,
