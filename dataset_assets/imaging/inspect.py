@@ -29,6 +29,7 @@ __all__ = [
     "Inspection",
     "ValidationRules",
     "decode_scale_for",
+    "flatten",
     "inspect_image",
 ]
 
@@ -294,7 +295,7 @@ def _decode(image: ImageFile.ImageFile, header: _Header, rules: ValidationRules)
     if orientation != 1:
         ImageOps.exif_transpose(image, in_place=True)
     width, height = _oriented_size(header, orientation)
-    view = _fit(_flatten(image), decode_scale_for(width, height, rules))
+    view = _fit(flatten(image), decode_scale_for(width, height, rules))
     return _Decoded(
         view=view,
         normalised=_normalised(image, view, rules.target_mode),
@@ -327,7 +328,7 @@ def _accepted(decoded: _Decoded, header: _Header, name: str, rules: ValidationRu
     )
 
 
-def _flatten(image: Image.Image) -> Image.Image:
+def flatten(image: Image.Image) -> Image.Image:
     """8-bit L or RGB: 16-bit and float scaled, palettes expanded, transparency put on white."""
     if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
         return _to_eight_bit(image)

@@ -18,6 +18,7 @@ from dagster import (
 )
 from PIL import Image, ImageOps
 
+from dataset_assets.imaging.inspect import flatten
 from dataset_assets.manifest import Manifest
 from dataset_assets.operations import OperationPipeline, encode_image, format_extension
 from dataset_assets.operations.base import derive_seed
@@ -39,7 +40,9 @@ def decode(
 ) -> tuple[Image.Image, tuple[int, int] | None]:
     """Decode for the pipeline: JPEGs straight at a reduced scale when it starts by downscaling.
 
-    Returns the oriented image and, when draft mode shrank it, the full size it came from.
+    Modes are normalised exactly as validation did (16-bit scaled, transparency on white), so
+    the hashes and the outputs describe the same pixels. Returns the oriented image and, when
+    draft mode shrank it, the full size it came from.
     """
     image = Image.open(BytesIO(data))
     source_size = None
@@ -51,10 +54,11 @@ def decode(
         if size:
             image.draft(image.mode, size[::-1] if rotated else size)
             source_size = oriented
-    image = working_image(ImageOps.exif_transpose(image))
-    if target_mode not in ("keep", image.mode):
-        image = image.convert(target_mode)
-    return image, source_size
+    image = ImageOps.exif_transpose(image)
+    if target_mode == "keep":
+        return working_image(image), source_size
+    image = flatten(image)
+    return (image if image.mode == target_mode else image.convert(target_mode)), source_size
 
 
 def output_format(config: TransformConfig, source_format: str | None) -> str:
