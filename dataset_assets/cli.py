@@ -221,10 +221,12 @@ def _failure(result) -> str:
         if event.is_step_failure:
             data = event.step_failure_data
             if data.user_failure_data and data.user_failure_data.description:
-                message = data.user_failure_data.description
-            else:
-                message = data.error.message.strip().splitlines()[-1] if data.error else "failed"
-            return f"{event.step_key}: {message}"
+                return f"{event.step_key}: {data.user_failure_data.description}"
+            error = data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            message = error.message.strip().splitlines()[-1] if error else "failed"
+            return f"{event.step_key}: {error.cls_name if error else 'Error'}: {message}"
     return "run failed"
 
 

@@ -1,0 +1,75 @@
+"""Transient and permanent storage faults during a run.
+
+A blob store that refuses writes on demand stands in for an S3 or disk outage: a fault that
+cannot be provoked on cue from a real server mid-step. Everything else here is real.
+"""
+
+import pytest
+
+from dataset_assets.storage.blobs import LocalBlobStore
+
+OPS = [{"Resize": {"max_side": 40}}]
+
+
+class Outage:
+    """Makes `put_bytes` of processed images fail `remaining` times, then recover."""
+
+    def __init__(self, remaining: int):
+        self.remaining = remaining
+        self.failures = 0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        original = LocalBlobStore.put_bytes
+
+        def flaky(store: LocalBlobStore, key: str, data: bytes) -> str:
+            if key.startswith("processed/") and self.remaining:
+                self.remaining -= 1
+                self.failures += 1
+                raise ConnectionError(f"blob store unavailable while writing {key}")
+            return original(store, key, data)
+
+        monkeypatch.setattr(LocalBlobStore, "put_bytes", flaky)
+
+
+def test_a_transient_blob_fault_is_retried_and_the_run_succeeds_without_duplicates(
+    pipeline, make_images, monkeypatch
+):
+    source = make_images({f"c/img_{i}.png": (60 + i, 50) for i in range(6)})
+    outage = Outage(remaining=1)
+    outage.install(monkeypatch)
+    result = pipeline.run({"request_id": "flaky", "dataset_key": str(source), "operations": OPS})
+    assert result.success
+    assert outage.failures == 1
+    retried = [
+        event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"
+    ]
+    assert [event.step_key for event in retried] == ["processed_images.transform_shard[shard_000]"]
+    assert pipeline.metadata.count_by("flaky", "status") == {"processed": 6}
+    assert pipeline.metadata.count_images("flaky") == 6
+    assert len(list(pipeline.blobs.list("processed/flaky/"))) == 6
+    assert sum(key.startswith("hot/") for key in pipeline.outputs("flaky")) == 6
+
+
+def test_a_permanent_blob_fault_fails_the_step_with_its_cause(pipeline, make_images, monkeypatch):
+    source = make_images({"c/a.png": (64, 64), "c/b.png": (72, 64)})
+    Outage(remaining=10_000).install(monkeypatch)
+    result = pipeline.run({"request_id": "down", "dataset_key": str(source), "operations": OPS})
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert failure.step_key.startswith("processed_images.transform_shard")
+    error = failure.step_failure_data.error
+    assert "blob store unavailable" in error.to_string()
+    assert pipeline.metadata.get_request("down")["current_stage"] == "processed_images"
+
+
+def test_the_cli_names_the_root_cause_of_a_step_that_ran_out_of_retries(
+    pipeline, make_images, monkeypatch
+):
+    from dataset_assets.cli import _failure
+
+    source = make_images({"c/a.png": (64, 64)})
+    Outage(remaining=10_000).install(monkeypatch)
+    result = pipeline.run({"request_id": "cause", "dataset_key": str(source), "operations": OPS})
+    reason = _failure(result)
+    assert reason.startswith("processed_images.transform_shard[shard_000]: ConnectionError: ")
+    assert "blob store unavailable while writing processed/cause/" in reason
