@@ -200,9 +200,10 @@ def _show_progress(request_id: str, done: threading.Event) -> None:
     """Print each stage as the metadata store records it; its own connection, its own thread."""
     from dataset_assets.storage.environment import resources_from_env
     from dataset_assets.storage.metadata import MetadataStore, connect
+    from dataset_assets.storage.resources import setting
 
     resource = resources_from_env()["metadata"]
-    store = MetadataStore(connect(resource.uri, resource.database))
+    store = MetadataStore(connect(setting(resource.uri), resource.database))
     shown: set[str] = set()
     while True:
         finished = done.wait(0.5)

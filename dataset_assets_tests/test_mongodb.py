@@ -74,3 +74,27 @@ def test_unreachable_mongodb_fails_naming_the_endpoint_but_not_the_password():
         except ConnectionError as error:
             assert "secret" not in str(error)
             raise
+
+
+def test_cli_run_against_mongodb_keeps_the_uri_out_of_run_config_and_metadata(
+    tmp_path, monkeypatch, mongodb_uri, sample_dir, capsys
+):
+    from dataset_assets.cli import main
+
+    database_uri = mongodb_uri.replace("127.0.0.1", "localhost")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATASET_ASSETS_METADATA_URI", database_uri)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("DATASET_ASSETS_HOME", raising=False)
+    assert main(["run", str(sample_dir), "--request-id", "cli-mongo", "--json"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert '"processed": 23' in summary
+    store = MetadataStore(connect(database_uri))
+    assert store.get_request("cli-mongo")["status"] == "succeeded"
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.get()
+    (run,) = instance.get_runs()
+    assert database_uri not in str(run.run_config)
+    for entry in instance.all_logs(run.run_id):
+        assert database_uri not in str(entry)

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 from dataset_assets.storage.io_manager import ManifestIOManager
 from dataset_assets.storage.resources import (
@@ -18,6 +18,12 @@ def home() -> Path:
     return Path(os.environ.get("DATASET_ASSETS_HOME", ".dataset_assets")).resolve()
 
 
+def from_env(name: str, default: Path) -> str:
+    """The variable as an `EnvVar` when set, so the UI and run config show its name, never its
+    value (a MongoDB URI may hold a password); else the embedded default's path."""
+    return EnvVar(name) if os.environ.get(name) else str(default)
+
+
 def resources_from_env() -> dict[str, ConfigurableResource]:
     """The resources for this deployment, chosen by environment variables alone.
 
@@ -26,7 +32,7 @@ def resources_from_env() -> dict[str, ConfigurableResource]:
     """
     base = home()
     metadata = MetadataStoreResource(
-        uri=os.environ.get("DATASET_ASSETS_METADATA_URI", str(base / "metadata.db"))
+        uri=from_env("DATASET_ASSETS_METADATA_URI", base / "metadata.db")
     )
     return {
         "blobs": BlobStoreResource(

@@ -7,10 +7,19 @@ from functools import cached_property
 from pathlib import Path
 
 import pydantic
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 from dataset_assets.storage.blobs import BlobStore, LocalBlobStore
 from dataset_assets.storage.metadata import MetadataStore, connect
+
+
+def setting(value: str) -> str:
+    """A config value, read from the environment when it is an `EnvVar`.
+
+    Inside a run Dagster has already resolved `EnvVar` fields; the CLI and tests use resources
+    outside runs, where the field still holds the variable's name.
+    """
+    return value.get_value() if isinstance(value, EnvVar) else value
 
 
 class BlobStoreResource(ConfigurableResource):
@@ -20,7 +29,7 @@ class BlobStoreResource(ConfigurableResource):
 
     @cached_property
     def store(self) -> BlobStore:
-        return LocalBlobStore(self.root)
+        return LocalBlobStore(setting(self.root))
 
 
 class MetadataStoreResource(ConfigurableResource):
@@ -31,7 +40,7 @@ class MetadataStoreResource(ConfigurableResource):
 
     @cached_property
     def store(self) -> MetadataStore:
-        store = MetadataStore(connect(self.uri, self.database))
+        store = MetadataStore(connect(setting(self.uri), self.database))
         store.ensure_indexes()
         return store
 
