@@ -51,11 +51,11 @@ def run_child(command: list[str], env: dict[str, str] | None = None) -> tuple[st
         child = subprocess.Popen(command, stdout=output, env=env)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
         output.seek(0)
         text = output.read()
-    if child.returncode:
-        raise SystemExit(f"{' '.join(command)} exited with {child.returncode}:\n{text}")
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise SystemExit(f"{' '.join(command)} exited with {code}:\n{text}")
     return text, wall, usage.ru_maxrss / 1024
 
 

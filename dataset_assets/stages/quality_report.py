@@ -19,7 +19,7 @@ from dataset_assets.request import ReportConfig
 from dataset_assets.stages.policies import METADATA_RETRY
 from dataset_assets.stages.tracking import STAGES, finish_stage, start_stage, summary_table
 from dataset_assets.storage.blobs import BlobStore
-from dataset_assets.storage.metadata import MetadataStore
+from dataset_assets.storage.metadata import MetadataStore, eq
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
 
 REASONS = {
@@ -129,7 +129,7 @@ def _rejects(store: MetadataStore, blobs: BlobStore, dataset: str, limit: int) -
         docs = store.iter_images(
             dataset,
             fields=("source", "reject_message", "validation"),
-            extra={"reject_reason": reason},
+            extra={"reject_reason": eq(reason)},
         )
         rejects.extend(
             {
@@ -156,7 +156,7 @@ def _clusters(store: MetadataStore, blobs: BlobStore, dataset: str, limit: int) 
             store.iter_images(
                 dataset,
                 fields=("image_id", "source", "validation", "distance", "cluster_kind"),
-                extra={"cluster": keeper},
+                extra={"cluster": eq(keeper)},
             )
         )
         clusters.append(

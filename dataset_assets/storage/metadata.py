@@ -24,6 +24,16 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def eq(value: Any) -> dict[str, str]:
+    """An explicit `$eq` on the value as a string.
+
+    A value from a request can then never act as a query operator, and the embedded store turns
+    `$eq` into a plain indexed comparison (a bare value also matches inside arrays, which forces
+    a scan of every record).
+    """
+    return {"$eq": str(value)}
+
+
 def connect(uri: str, database: str = "dataset_assets") -> Any:
     """A pymongo-compatible database: MongoDB for mongodb:// URIs, else an embedded file."""
     if uri.startswith(("mongodb://", "mongodb+srv://")):
@@ -86,7 +96,7 @@ class MetadataStore:
                 update["$unset"] = {k: v for k, v in removed.items() if k not in fields}
             batch.append(
                 UpdateOne(
-                    {"dataset": str(dataset), "image_id": str(image_id)}, update, upsert=upsert
+                    {"dataset": eq(dataset), "image_id": eq(image_id)}, update, upsert=upsert
                 )
             )
             if len(batch) >= BATCH_SIZE:
@@ -166,7 +176,7 @@ class MetadataStore:
 
     def delete_stale_images(self, dataset: str, ingest_run: str) -> int:
         """Drop records of files no longer in the source, once a re-ingest saw every current one."""
-        query = {"dataset": str(dataset), "ingest_run": {"$ne": str(ingest_run)}}
+        query = {"dataset": eq(dataset), "ingest_run": {"$ne": str(ingest_run)}}
         return self.images.delete_many(query).deleted_count
 
     @staticmethod
@@ -176,9 +186,9 @@ class MetadataStore:
         bucket_range: tuple[int, int] | None,
         extra: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        query: dict[str, Any] = {"dataset": str(dataset)}
+        query: dict[str, Any] = {"dataset": eq(dataset)}
         if isinstance(status, str):
-            query["status"] = status
+            query["status"] = eq(status)
         elif status is not None:
             query["status"] = {"$in": [str(s) for s in status]}
         if bucket_range is not None:
@@ -190,22 +200,22 @@ class MetadataStore:
 
     def save_stage(self, dataset: str, stage: str, doc: Mapping[str, Any]) -> None:
         self.stages.update_one(
-            {"dataset": str(dataset), "stage": str(stage)},
+            {"dataset": eq(dataset), "stage": eq(stage)},
             {"$set": {**doc, "dataset": str(dataset), "stage": str(stage), "updated_at": utcnow()}},
             upsert=True,
         )
 
     def load_stage(self, dataset: str, stage: str) -> dict[str, Any] | None:
-        return self.stages.find_one({"dataset": str(dataset), "stage": str(stage)}, {"_id": 0})
+        return self.stages.find_one({"dataset": eq(dataset), "stage": eq(stage)}, {"_id": 0})
 
     def stage_docs(self, dataset: str) -> list[dict[str, Any]]:
-        return list(self.stages.find({"dataset": str(dataset)}, {"_id": 0}))
+        return list(self.stages.find({"dataset": eq(dataset)}, {"_id": 0}))
 
     def track_request(self, request_id: str, **fields: Any) -> None:
         """Workflow tracking: status, current stage, progress and errors of one request."""
         now = utcnow()
         self.requests.update_one(
-            {"request_id": str(request_id)},
+            {"request_id": eq(request_id)},
             {
                 "$set": {**fields, "request_id": str(request_id), "updated_at": now},
                 "$setOnInsert": {"created_at": now},
@@ -214,4 +224,4 @@ class MetadataStore:
         )
 
     def get_request(self, request_id: str) -> dict[str, Any] | None:
-        return self.requests.find_one({"request_id": str(request_id)}, {"_id": 0})
+        return self.requests.find_one({"request_id": eq(request_id)}, {"_id": 0})
