@@ -118,12 +118,15 @@ class MetadataStore:
         status: str,
         *,
         unset: Iterable[str] = (),
-    ) -> None:
-        """Move every image in `current` to `status` with one server-side update."""
-        update: dict[str, Any] = {"$set": {"status": status, "updated_at": utcnow()}}
-        if unset:
-            update["$unset"] = {field: "" for field in unset}
-        self.images.update_many(self._query(dataset, current, None, None), update)
+    ) -> int:
+        """Move every image in `current` to `status`, page by page in bulk batches.
+
+        Not `update_many`: the embedded store would load every matching record at once.
+        """
+        docs = self.iter_images(dataset, status=current, fields=("image_id",))
+        return self.update_images(
+            dataset, ((doc["image_id"], {"status": status}) for doc in docs), unset=unset
+        )
 
     def iter_images(
         self,
