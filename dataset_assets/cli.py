@@ -136,12 +136,13 @@ def _instance():
 
 def register(request: DatasetRequest):
     """Check the source exists and add the request's partition; returns the instance."""
-    from dataset_assets.ingest.sources import SourceError, resolve_source
+    from dataset_assets.ingest.locate import SourceError, check_source
     from dataset_assets.partitions import datasets_partitions
+    from dataset_assets.storage.environment import resources_from_env
 
     try:
-        resolve_source(request.dataset_key)
-    except SourceError as error:
+        check_source(request.dataset_key, resources_from_env()["blobs"].s3_client)
+    except (SourceError, ConnectionError) as error:
         raise CommandError(str(error)) from None
     instance = _instance()
     if not instance.has_dynamic_partition(datasets_partitions.name, request.id):

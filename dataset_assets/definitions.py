@@ -6,6 +6,7 @@ from typing import Any
 from dagster import Definitions
 
 from dataset_assets.jobs import process_dataset
+from dataset_assets.sensors import SENSORS
 from dataset_assets.stages.deduplicated_images import deduplicated_images, duplicate_ratio
 from dataset_assets.stages.labels import labels
 from dataset_assets.stages.processed_images import processed_images, processed_images_not_empty
@@ -33,6 +34,7 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
         assets=STAGE_ASSETS,
         asset_checks=QUALITY_CHECKS,
         jobs=[process_dataset],
+        sensors=SENSORS,
         resources=dict(resources),
     )
 

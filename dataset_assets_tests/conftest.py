@@ -1,16 +1,10 @@
 """Shared fixtures: the sample dataset, stores in a temporary home, and a runner for the job."""
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
@@ -21,6 +15,7 @@ from dataset_assets.sample_data import write_sample_dataset
 from dataset_assets.storage.blobs import LocalBlobStore
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets.storage.metadata import MetadataStore
+from dataset_assets_tests.servers import start_mongodb, start_s3_server
 
 
 @pytest.fixture(scope="session")
@@ -86,47 +81,15 @@ def make_images(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture(scope="session")
+def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MongoDB wire-protocol server for the whole session."""
+    with start_mongodb(tmp_path_factory.mktemp("mongodb")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")
-def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real MongoDB wire-protocol server (nx-27017) on a free loopback port, stopped by PID."""
-    server = shutil.which("nx-27017") or str(Path(sys.executable).with_name("nx-27017"))
-    folder = tmp_path_factory.mktemp("mongodb")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            server,
-            "--data-dir",
-            str(folder / "data"),
-            "-p",
-            str(port),
-            "--log-file",
-            str(folder / "server.log"),
-            "--pid-file",
-            str(folder / "server.pid"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    uri = f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=2000"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            pymongo.MongoClient(uri).admin.command("ping")
-            break
-        except pymongo.errors.PyMongoError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(f"nx-27017 did not start on port {port}") from None
-            time.sleep(0.2)
-    yield uri
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API server for the whole session."""
+    with start_s3_server() as url:
+        yield url

@@ -36,8 +36,7 @@ from dataset_assets.sensors import (
     dataset_run_succeeded_sensor,
 )
 from dataset_assets.storage.resources import MetadataStoreResource
-from dataset_assets_tests.conftest import free_port
-from dataset_assets_tests.kafka_broker import start_tansu
+from dataset_assets_tests.servers import free_port, start_tansu
 
 QUIET = {"log_level": 0}
 MALFORMED: dict[str, tuple[bytes, str]] = {

@@ -10,7 +10,8 @@ from dataset_assets.storage.environment import resources_from_env
 from dataset_assets.storage.io_manager import ManifestIOManager
 from dataset_assets.storage.metadata import MetadataStore, connect
 from dataset_assets.storage.resources import MetadataStoreResource
-from dataset_assets_tests.conftest import Pipeline, free_port
+from dataset_assets_tests.conftest import Pipeline
+from dataset_assets_tests.servers import free_port
 
 
 @pytest.fixture

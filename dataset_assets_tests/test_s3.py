@@ -5,7 +5,6 @@ import re
 import tarfile
 import uuid
 import zipfile
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,20 +27,14 @@ from dataset_assets.storage.s3 import (
     s3_client_from_resource,
 )
 from dataset_assets_tests.images import photo
-from dataset_assets_tests.servers import start_s3_server, unused_port
+from dataset_assets_tests.servers import free_port
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with start_s3_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(endpoint: str):
-    return s3_client(endpoint, "us-east-1", **CREDENTIALS)
+def client(s3_endpoint: str):
+    return s3_client(s3_endpoint, "us-east-1", **CREDENTIALS)
 
 
 @pytest.fixture
@@ -164,7 +157,7 @@ def test_a_small_file_goes_up_in_one_put(store, client, bucket, tmp_path):
 
 
 def test_an_unreachable_endpoint_is_a_connection_error_naming_it(bucket):
-    dead = f"http://127.0.0.1:{unused_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     store = S3BlobStore(s3_client(dead, "us-east-1", **CREDENTIALS), bucket)
     with pytest.raises(ConnectionError, match=re.escape(dead)):
         store.check_reachable()
@@ -185,8 +178,8 @@ def test_a_missing_bucket_is_an_error_naming_the_bucket(client, tmp_path):
         store.put_file("originals/a.png", tmp_path / "a.png")
 
 
-def test_clients_from_an_s3_resource_reach_the_store(endpoint, bucket):
-    resource = S3Resource(endpoint_url=endpoint, region_name="us-east-1", **CREDENTIALS)
+def test_clients_from_an_s3_resource_reach_the_store(s3_endpoint, bucket):
+    resource = S3Resource(endpoint_url=s3_endpoint, region_name="us-east-1", **CREDENTIALS)
     S3BlobStore(s3_client_from_resource(resource), bucket).put_bytes("a.png", image_bytes(6))
     plain = S3BlobStore(resource.get_client(), bucket)
     plain.check_reachable()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dataset_assets.cli import main
-from dataset_assets_tests.conftest import free_port
+from dataset_assets_tests.servers import free_port
 
 ASSET_QUERY = """{
   assetNodes { assetKey { path } partitionKeys dependencyKeys { path } }

@@ -6,7 +6,8 @@ from typing import Any
 
 from dagster import AssetExecutionContext, Failure, asset
 
-from dataset_assets.ingest.sources import Entry, SourceError, iter_entries, resolve_source
+from dataset_assets.ingest.locate import check_source, open_entries
+from dataset_assets.ingest.sources import Entry, SourceError
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import IngestConfig, RequestError, request_from_run_config
@@ -100,7 +101,7 @@ def raw_images(
     dataset = context.partition_key
     try:
         request = request_from_run_config(context.run.run_config, dataset)
-        source = resolve_source(config.dataset_key)
+        source = check_source(config.dataset_key, blobs.s3_client)
     except (RequestError, SourceError) as error:
         raise Failure(
             description=f"request {dataset!r} cannot run: {error}", allow_retries=False
@@ -114,7 +115,7 @@ def raw_images(
     def records():
         with workspace.step_dir(context.run.run_id, "raw_images") as scratch:
             spool = scratch / "entry"
-            for entry in iter_entries(source):
+            for entry in open_entries(config.dataset_key, blobs.s3_client, scratch):
                 if entry.is_sidecar and not entry.reason:
                     _store_sidecar(entry, blob_store, dataset, config.max_file_bytes)
                     counts["sidecars"] += 1
@@ -148,7 +149,7 @@ def raw_images(
         dataset=dataset,
         stage="raw_images",
         count=total,
-        summary={**counts, "stale_removed": stale, "source": str(source)},
+        summary={**counts, "stale_removed": stale, "source": source},
         started=started,
         status=("ingested", "rejected"),
     )

@@ -95,9 +95,7 @@ class MetadataStore:
             if removed:
                 update["$unset"] = {k: v for k, v in removed.items() if k not in fields}
             batch.append(
-                UpdateOne(
-                    {"dataset": eq(dataset), "image_id": eq(image_id)}, update, upsert=upsert
-                )
+                UpdateOne({"dataset": eq(dataset), "image_id": eq(image_id)}, update, upsert=upsert)
             )
             if len(batch) >= BATCH_SIZE:
                 written += self._flush(batch)

@@ -7,13 +7,16 @@ from functools import cached_property
 from pathlib import Path
 
 import pydantic
-from dagster import ConfigurableResource, EnvVar
+from botocore.client import BaseClient
+from dagster import ConfigurableResource, EnvVar, ResourceDependency
+from dagster_aws.s3 import S3Resource
 
 from dataset_assets.storage.blobs import BlobStore, LocalBlobStore
 from dataset_assets.storage.metadata import MetadataStore, connect
+from dataset_assets.storage.s3 import S3BlobStore, s3_client_from_resource
 
 
-def setting(value: str) -> str:
+def setting(value: str | None) -> str | None:
     """A config value, read from the environment when it is an `EnvVar`.
 
     Inside a run Dagster has already resolved `EnvVar` fields; the CLI and tests use resources
@@ -23,13 +26,31 @@ def setting(value: str) -> str:
 
 
 class BlobStoreResource(ConfigurableResource):
-    """Image bytes in a local directory: the embedded default."""
+    """Image bytes in a local directory (the embedded default) or under an S3 prefix."""
 
-    root: str = pydantic.Field(description="Directory that holds every blob.")
+    root: str = pydantic.Field(description="A directory, or s3://bucket/prefix for S3 / MinIO.")
+    s3: ResourceDependency[S3Resource]
+    cold_storage_class: str = pydantic.Field(
+        default="STANDARD_IA", description="S3 storage class of the cold tier."
+    )
 
     @cached_property
     def store(self) -> BlobStore:
-        return LocalBlobStore(setting(self.root))
+        root = setting(self.root)
+        if not root.startswith("s3://"):
+            return LocalBlobStore(root)
+        bucket, _, prefix = root.removeprefix("s3://").partition("/")
+        store = S3BlobStore(
+            self.s3_client(), bucket, prefix.strip("/"), cold_storage_class=self.cold_storage_class
+        )
+        store.check_reachable()
+        return store
+
+    def s3_client(self) -> BaseClient:
+        """A client with the `s3` resource's settings and a short connect timeout."""
+        fields = ("endpoint_url", "region_name", "aws_access_key_id", "aws_secret_access_key")
+        resolved = {name: setting(getattr(self.s3, name)) for name in fields}
+        return s3_client_from_resource(self.s3.model_copy(update=resolved))
 
 
 class MetadataStoreResource(ConfigurableResource):

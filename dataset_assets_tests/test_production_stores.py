@@ -1,0 +1,85 @@
+"""The whole job on MongoDB + S3 servers, configured by environment variables alone."""
+
+import shutil
+import uuid
+
+import boto3
+import pytest
+from dagster import DagsterInstance
+
+from dataset_assets.sample_data import SAMPLE_EXPECTATIONS
+from dataset_assets.storage.environment import resources_from_env
+from dataset_assets_tests.conftest import Pipeline
+
+
+@pytest.fixture
+def remote_pipeline(tmp_path, monkeypatch, mongodb_uri, s3_endpoint, sample_dir) -> Pipeline:
+    """MongoDB metadata, S3 blobs, and the sample uploaded as a zip to a source bucket."""
+    name = uuid.uuid4().hex[:8]
+    blobs_bucket, source_bucket = f"blobs-{name}", f"sources-{name}"
+    environment = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "DATASET_ASSETS_HOME": str(tmp_path / "home"),
+        "DATASET_ASSETS_S3_ENDPOINT_URL": s3_endpoint,
+        "DATASET_ASSETS_BLOB_ROOT": f"s3://{blobs_bucket}/v1",
+        "DATASET_ASSETS_METADATA_URI": mongodb_uri.replace("/?", f"/db_{name}?"),
+        "DATASET_ASSETS_SOURCE_BUCKET": source_bucket,
+    }
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for bucket in (blobs_bucket, source_bucket):
+        s3.create_bucket(Bucket=bucket)
+    archive = shutil.make_archive(str(tmp_path / "kanagawa"), "zip", sample_dir)
+    s3.upload_file(archive, source_bucket, "images/kanagawa.zip")
+    return Pipeline(tmp_path / "home", resources_from_env(), DagsterInstance.ephemeral())
+
+
+SEED = {
+    "request_id": "kanagawa",
+    "dataset_key": "images/kanagawa.zip",
+    "operations": [
+        {"Resize": {"scaling_factor": 0.5}},
+        "GrayScale",
+        {"Noise": {"noise_level": 0.1}},
+    ],
+    "tiering": {"hot_storage_threshold": 20},
+}
+
+
+def test_seed_request_runs_on_mongodb_and_s3_and_a_rerun_duplicates_nothing(remote_pipeline):
+    assert remote_pipeline.run(SEED).success
+    blobs, store = remote_pipeline.blobs, remote_pipeline.metadata
+    assert blobs.location("reports/kanagawa/report.html").startswith("s3://blobs-")
+    assert store.count_images("kanagawa") == SAMPLE_EXPECTATIONS["files"]
+    assert store.count_by("kanagawa", "status") == {"rejected": 3, "duplicate": 2, "processed": 23}
+    outputs = remote_pipeline.outputs("kanagawa")
+    assert sum(key.startswith("hot/") for key in outputs) == 20
+    assert sum(key.startswith("cold/") for key in outputs) == 3
+    cold_key = next(key for key in outputs if key.startswith("cold/"))
+    head = blobs.client.head_object(
+        Bucket=blobs.bucket, Key=blobs.object_key(f"datasets/kanagawa/{cold_key}")
+    )
+    assert head["StorageClass"] == "STANDARD_IA"
+    originals = sorted(blobs.list("originals/"))
+    assert len(originals) == SAMPLE_EXPECTATIONS["files"] - SAMPLE_EXPECTATIONS["exact_duplicates"]
+
+    assert remote_pipeline.run(SEED).success
+    assert remote_pipeline.outputs("kanagawa") == outputs
+    assert sorted(blobs.list("originals/")) == originals
+    assert store.images.count_documents({}) == SAMPLE_EXPECTATIONS["files"]
+    assert store.requests.count_documents({}) == 1
+    source = store.get_request("kanagawa")["stages"]["raw_images"]["source"]
+    assert source.startswith("s3://sources-") and source.endswith("/images/kanagawa.zip")
+
+
+def test_a_missing_source_object_fails_before_anything_is_written(remote_pipeline):
+    result = remote_pipeline.run({"request_id": "missing", "dataset_key": "images/nope.zip"})
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    message = failure.step_failure_data.user_failure_data.description
+    assert "images/nope.zip" in message and "no such object" in message
+    assert list(remote_pipeline.blobs.list("originals/")) == []
+    assert remote_pipeline.metadata.count_images("missing") == 0
