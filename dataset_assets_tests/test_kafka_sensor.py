@@ -463,3 +463,37 @@ def test_status_sensors_publish_started_succeeded_and_failed_and_track_the_statu
     assert succeeded["counts"] == store.get_request("status-ok")["metrics"]
     assert failed["stage"] == "validated_images"
     assert failed["error"] == tracked["error"]
+
+
+def test_stage_sensor_publishes_each_stage_once_in_order_with_its_count(
+    pipeline: Any, make_images: Any, topics: KafkaResource
+) -> None:
+    from dataset_assets.sensors.stages import dataset_stage_sensor
+
+    source = make_images({f"c/img_{i}.png": (60 + i, 50) for i in range(3)})
+    result = pipeline.run({"request_id": "staged", "dataset_key": str(source)})
+    assert result.success
+    context = build_sensor_context(instance=pipeline.instance, resources={"kafka": topics})
+    first = dataset_stage_sensor(context)
+    again = dataset_stage_sensor(
+        build_sensor_context(
+            instance=pipeline.instance, cursor=first.cursor, resources={"kafka": topics}
+        )
+    )
+    assert again.cursor == first.cursor
+    events = [event["value"] for event in read_topic(topics, topics.status_topic)]
+    assert [(event["event"], event["stage"]) for event in events] == [
+        ("stage_done", stage)
+        for stage in (
+            "raw_images",
+            "validated_images",
+            "deduplicated_images",
+            "processed_images",
+            "labels",
+            "tiered_storage",
+            "quality_report",
+        )
+    ]
+    assert all(event["request_id"] == "staged" for event in events)
+    assert all(event["run_id"] == result.run_id for event in events)
+    assert events[0]["counts"]["count"] == 3

@@ -1,6 +1,7 @@
 """Sensors that turn Kafka requests into runs and report each run's status back to Kafka."""
 
 from dataset_assets.sensors.requests import dataset_requests_sensor
+from dataset_assets.sensors.stages import dataset_stage_sensor
 from dataset_assets.sensors.status import (
     dataset_run_failed_sensor,
     dataset_run_started_sensor,
@@ -10,6 +11,7 @@ from dataset_assets.sensors.status import (
 SENSORS = [
     dataset_requests_sensor,
     dataset_run_started_sensor,
+    dataset_stage_sensor,
     dataset_run_succeeded_sensor,
     dataset_run_failed_sensor,
 ]
@@ -20,4 +22,5 @@ __all__ = [
     "dataset_run_failed_sensor",
     "dataset_run_started_sensor",
     "dataset_run_succeeded_sensor",
+    "dataset_stage_sensor",
 ]
