@@ -72,6 +72,22 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("-o", "--output", default="run_config.yaml", help="run config file")
     prepare.set_defaults(handler=_prepare)
 
+    submit = commands.add_parser(
+        "submit", help="publish a request to Kafka (uploading a local source to S3 if needed)"
+    )
+    submit.add_argument("target", help="REQUEST.json, or a folder / archive / s3:// URL")
+    submit.add_argument("--op", action="append", default=[], metavar="OP", help="as for run")
+    submit.add_argument("--request-id", help="partition key (default: derived from the request)")
+    submit.add_argument("--mode", choices=["strict", "lenient", "report-only"], help="validation")
+    submit.set_defaults(handler=_submit)
+
+    dev = commands.add_parser(
+        "dev", help="start Kafka, MongoDB, S3 and dagster dev on loopback (Ctrl-C stops all)"
+    )
+    dev.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
+    dev.add_argument("--home", default=".dataset_assets/dev", help="where the stack keeps files")
+    dev.set_defaults(handler=_dev)
+
     status = commands.add_parser("status", help="show a request's stage, progress and counts")
     status.add_argument("request_id")
     status.add_argument("--json", action="store_true")
@@ -230,6 +246,103 @@ def _failure(result) -> str:
             message = error.message.strip().splitlines()[-1] if error else "failed"
             return f"{event.step_key}: {error.cls_name if error else 'Error'}: {message}"
     return "run failed"
+
+
+def _submit(args: argparse.Namespace) -> int:
+    """Publish the request; a local source goes to the blob store first when that is S3."""
+    from dataset_assets.ingest.s3_sources import is_s3_url
+    from dataset_assets.storage.environment import resources_from_env
+
+    request = load_request(args.target, args.op, args.request_id, args.mode)
+    resources = resources_from_env()
+    payload = request.model_dump(mode="json", exclude_defaults=True)
+    payload["request_id"] = request.id
+    blobs = resources["blobs"].store
+    local = Path(request.dataset_key).expanduser()
+    if not is_s3_url(request.dataset_key) and local.exists():
+        if blobs.location("incoming").startswith("s3://"):
+            payload["dataset_key"] = _upload(blobs, local, f"incoming/{request.id}")
+        else:
+            payload["dataset_key"] = str(local.resolve())
+    kafka = resources["kafka"]
+    try:
+        kafka.publish(kafka.requests_topic, request.id, payload)
+    except ConnectionError as error:
+        raise CommandError(str(error)) from None
+    print(f"submitted {request.id} to {kafka.requests_topic} on {kafka.servers}")
+    print(request.id)
+    return 0
+
+
+def _upload(blobs, source: Path, prefix: str) -> str:
+    """Copy a local folder or archive under `prefix`; returns the s3:// URL of the copy."""
+    if source.is_file():
+        return blobs.location(blobs.put_file(f"{prefix}/{source.name}", source))
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            blobs.put_file(f"{prefix}/{path.relative_to(source).as_posix()}", path)
+    return blobs.location(prefix) + "/"
+
+
+def _dev(args: argparse.Namespace) -> int:
+    """The local stack, in the foreground until Ctrl-C or SIGTERM; then every server stops."""
+    import signal
+    import subprocess
+    from contextlib import ExitStack
+
+    import boto3
+
+    from dataset_assets.stack import executable, start_mongodb, start_s3_server, start_tansu
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    root = Path(args.home).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        mongodb = stack.enter_context(start_mongodb(root / "mongodb"))
+        s3 = stack.enter_context(start_s3_server())
+        kafka = stack.enter_context(start_tansu(log_file=root / "tansu.log"))
+        settings = {
+            "DATASET_ASSETS_HOME": str(root),
+            "DAGSTER_HOME": str(root / "dagster"),
+            "DATASET_ASSETS_METADATA_URI": mongodb,
+            "DATASET_ASSETS_BLOB_ROOT": "s3://datasets/dev",
+            "DATASET_ASSETS_S3_ENDPOINT_URL": s3,
+            "AWS_ACCESS_KEY_ID": "dev",
+            "AWS_SECRET_ACCESS_KEY": "dev",
+            "AWS_REGION": "us-east-1",
+            "DATASET_ASSETS_KAFKA_BOOTSTRAP": kafka,
+            "DATASET_ASSETS_SENSORS": "running",
+            "DATASET_ASSETS_EXECUTOR": "in_process",
+        }
+        os.environ.update(settings)
+        (root / "dagster").mkdir(exist_ok=True)
+        (root / "dagster" / "dagster.yaml").touch()
+        boto3.client("s3", endpoint_url=s3).create_bucket(Bucket="datasets")
+        from dataset_assets.storage.environment import resources_from_env
+
+        resources_from_env()["kafka"].ensure_topics()
+        env_file = root / "stack.env"
+        env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in settings.items()))
+        print(f"Dagster UI:  http://127.0.0.1:{args.port}")
+        print(f"Kafka {kafka}, MongoDB {mongodb}, S3 {s3}")
+        print(f"In another shell:  source {env_file}; dataset-assets submit sample_images")
+        command = [executable("dagster"), "dev", "-m", "dataset_assets.definitions"]
+        command += ["-h", "127.0.0.1", "-p", str(args.port)]
+        webserver = subprocess.Popen(command)
+        try:
+            webserver.wait()
+        except KeyboardInterrupt:
+            print("stopping the stack")
+        finally:
+            webserver.terminate()
+            try:
+                webserver.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                webserver.kill()
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:

@@ -34,7 +34,6 @@ from confluent_kafka import (
 )
 from dagster import (
     DagsterLogManager,
-    DefaultSensorStatus,
     RunConfig,
     RunRequest,
     SensorEvaluationContext,
@@ -46,6 +45,7 @@ from dataset_assets.jobs import process_dataset
 from dataset_assets.messaging.kafka import PROBE_TIMEOUT_S, KafkaResource, status_event
 from dataset_assets.partitions import check_request_id, datasets_partitions
 from dataset_assets.request import DatasetRequest, RequestError, parse_request
+from dataset_assets.sensors.switch import default_status
 from dataset_assets.storage.resources import MetadataStoreResource
 
 ERROR_PAYLOAD_BYTES = 10_000
@@ -220,7 +220,7 @@ def _parse(kafka: KafkaResource, source: Source, value: bytes | None) -> Dataset
 @sensor(
     job=process_dataset,
     minimum_interval_seconds=10,
-    default_status=DefaultSensorStatus.STOPPED,
+    default_status=default_status(),
     description="Starts one process_dataset run per request on the Kafka requests topic; "
     "rejected requests go to the errors topic with the reason.",
 )

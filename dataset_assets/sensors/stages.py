@@ -10,13 +10,13 @@ import json
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
-    DefaultSensorStatus,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
 
 from dataset_assets.messaging.kafka import KafkaResource, status_event
+from dataset_assets.sensors.switch import default_status
 from dataset_assets.stages.tracking import STAGES
 
 BATCH = 200
@@ -24,7 +24,7 @@ BATCH = 200
 
 @sensor(
     minimum_interval_seconds=5,
-    default_status=DefaultSensorStatus.STOPPED,
+    default_status=default_status(),
     description="Publishes 'stage_done' with the stage's count and duration for each stage of "
     "each request, in order, on the status topic.",
 )

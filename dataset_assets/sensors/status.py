@@ -8,7 +8,6 @@ same writes. Stage progress comes from the stages themselves.
 from dagster import (
     DagsterEvent,
     DagsterRunStatus,
-    DefaultSensorStatus,
     RunFailureSensorContext,
     RunStatusSensorContext,
     SkipReason,
@@ -18,6 +17,7 @@ from dagster import (
 
 from dataset_assets.jobs import process_dataset
 from dataset_assets.messaging.kafka import KafkaResource
+from dataset_assets.sensors.switch import default_status
 from dataset_assets.storage.resources import MetadataStoreResource
 
 PARTITION_TAG = "dagster/partition"
@@ -35,7 +35,7 @@ def _no_partition(context: RunStatusSensorContext) -> SkipReason:
     run_status=DagsterRunStatus.STARTED,
     monitored_jobs=[process_dataset],
     name="dataset_run_started_sensor",
-    default_status=DefaultSensorStatus.STOPPED,
+    default_status=default_status(),
     description="Publishes 'started' for each process_dataset run.",
 )
 def dataset_run_started_sensor(
@@ -60,7 +60,7 @@ def dataset_run_started_sensor(
     run_status=DagsterRunStatus.SUCCESS,
     monitored_jobs=[process_dataset],
     name="dataset_run_succeeded_sensor",
-    default_status=DefaultSensorStatus.STOPPED,
+    default_status=default_status(),
     description="Publishes 'succeeded' with the dataset's counts for each process_dataset run.",
 )
 def dataset_run_succeeded_sensor(
@@ -80,7 +80,7 @@ def dataset_run_succeeded_sensor(
 @run_failure_sensor(
     monitored_jobs=[process_dataset],
     name="dataset_run_failed_sensor",
-    default_status=DefaultSensorStatus.STOPPED,
+    default_status=default_status(),
     description="Publishes 'failed' with the failing stage and its error for each "
     "process_dataset run.",
 )

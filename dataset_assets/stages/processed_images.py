@@ -18,6 +18,7 @@ from dagster import (
 )
 from PIL import Image, ImageOps
 
+from dataset_assets.deployment import COORDINATION_STEP_TAGS, SHARD_STEP_TAGS
 from dataset_assets.imaging.inspect import flatten
 from dataset_assets.manifest import Manifest
 from dataset_assets.operations import OperationPipeline, encode_image, format_extension
@@ -108,7 +109,7 @@ def transform_image(
     return {"status": "processed", "outputs": outputs, "ops_fingerprint": pipeline.fingerprint}
 
 
-@op(out=DynamicOut(Shard), retry_policy=METADATA_RETRY)
+@op(out=DynamicOut(Shard), retry_policy=METADATA_RETRY, tags=COORDINATION_STEP_TAGS)
 def plan_transform_shards(
     context: OpExecutionContext,
     config: TransformConfig,
@@ -123,7 +124,7 @@ def plan_transform_shards(
         yield DynamicOutput(shard, mapping_key=shard.mapping_key)
 
 
-@op(retry_policy=CPU_RETRY)
+@op(retry_policy=CPU_RETRY, tags=SHARD_STEP_TAGS)
 def transform_shard(
     context: OpExecutionContext,
     shard: Shard,
@@ -160,7 +161,11 @@ def transform_shard(
     return dict(statuses)
 
 
-@op(out=Out(io_manager_key="manifest_io_manager"), retry_policy=METADATA_RETRY)
+@op(
+    out=Out(io_manager_key="manifest_io_manager"),
+    retry_policy=METADATA_RETRY,
+    tags=COORDINATION_STEP_TAGS,
+)
 def merge_transform(
     context: OpExecutionContext,
     metadata: MetadataStoreResource,

@@ -16,6 +16,7 @@ from dagster import (
     op,
 )
 
+from dataset_assets.deployment import COORDINATION_STEP_TAGS, SHARD_STEP_TAGS
 from dataset_assets.imaging.inspect import Inspection, ValidationRules, inspect_image
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
@@ -91,7 +92,7 @@ def validate_image(
     return fields
 
 
-@op(out=DynamicOut(Shard), retry_policy=METADATA_RETRY)
+@op(out=DynamicOut(Shard), retry_policy=METADATA_RETRY, tags=COORDINATION_STEP_TAGS)
 def plan_validation_shards(
     context: OpExecutionContext,
     config: ValidationConfig,
@@ -106,7 +107,7 @@ def plan_validation_shards(
         yield DynamicOutput(shard, mapping_key=shard.mapping_key)
 
 
-@op(retry_policy=CPU_RETRY)
+@op(retry_policy=CPU_RETRY, tags=SHARD_STEP_TAGS)
 def validate_shard(
     context: OpExecutionContext,
     shard: Shard,
@@ -143,7 +144,11 @@ def validate_shard(
     return dict(statuses)
 
 
-@op(out=Out(io_manager_key="manifest_io_manager"), retry_policy=METADATA_RETRY)
+@op(
+    out=Out(io_manager_key="manifest_io_manager"),
+    retry_policy=METADATA_RETRY,
+    tags=COORDINATION_STEP_TAGS,
+)
 def merge_validation(
     context: OpExecutionContext,
     metadata: MetadataStoreResource,

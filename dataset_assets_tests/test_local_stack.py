@@ -1,0 +1,131 @@
+"""`dataset-assets dev` end to end: submit -> sensor -> run -> status, seen in the Dagster UI."""
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dataset_assets.storage.metadata import MetadataStore, connect
+from dataset_assets_tests.servers import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _console(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _stack_env(path: Path) -> dict[str, str]:
+    pairs = (shlex.split(line.removeprefix("export "))[0] for line in path.read_text().splitlines())
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def _wait(condition, what: str, seconds: float):
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def _dom(url: str, profile: Path) -> str:
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"]
+    command += ["--no-first-run", "--disable-background-networking", "--disable-component-update"]
+    command += ["--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=15000"]
+    command += ["--window-size=1400,900", "--dump-dom", url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """The local stack in a child process, stopped with SIGTERM like Ctrl-C."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
+    home = tmp_path / "stack"
+    process = subprocess.Popen(
+        [_console("dataset-assets"), "dev", "--port", str(port), "--home", str(home)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: (home / "stack.env").exists(), "the stack's settings", 60)
+        _wait(lambda: _answers(f"http://127.0.0.1:{port}/server_info"), "the Dagster UI", 90)
+        yield port, {**env, **_stack_env(home / "stack.env")}, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_a_submitted_request_runs_shows_in_the_ui_and_the_stack_stops_cleanly(
+    stack, sample_dir, tmp_path
+):
+    port, env, process = stack
+    submitted = subprocess.run(
+        [_console("dataset-assets"), "submit", str(sample_dir), "--request-id", "stack-demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert submitted.stdout.strip().splitlines()[-1] == "stack-demo"
+
+    store = MetadataStore(connect(env["DATASET_ASSETS_METADATA_URI"]))
+
+    def finished():
+        tracked = store.get_request("stack-demo") or {}
+        return tracked if tracked.get("status") in {"succeeded", "failed"} else None
+
+    tracked = _wait(finished, "the run to finish", 240)
+    assert tracked["status"] == "succeeded", tracked.get("error")
+    assert tracked["request"]["dataset_key"].startswith("s3://datasets/dev/incoming/stack-demo/")
+    assert tracked["metrics"]["processed_images"] == 23
+
+    if shutil.which(CHROMIUM):
+        graph = _dom(f"http://127.0.0.1:{port}/asset-groups/dataset", tmp_path / "p1")
+        for stage in (
+            "raw_images",
+            "validated_images",
+            "deduplicated_images",
+            "processed_images",
+            "labels",
+            "tiered_storage",
+            "quality_report",
+        ):
+            assert stage in graph
+        partitions = _dom(
+            f"http://127.0.0.1:{port}/assets/quality_report?view=partitions", tmp_path / "p2"
+        )
+        assert "stack-demo" in partitions
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    bootstrap = env["DATASET_ASSETS_KAFKA_BOOTSTRAP"]
+    with pytest.raises(ConnectionError):
+        connect(env["DATASET_ASSETS_METADATA_URI"])
+    assert not _answers(f"http://127.0.0.1:{port}/server_info")
+    assert not _answers(f"http://{bootstrap}")
