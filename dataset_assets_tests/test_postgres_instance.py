@@ -247,6 +247,10 @@ def test_multiprocess_run_on_postgres_fans_shards_out_to_parallel_processes(
         run_id = result.run_id
 
     events = instance.all_logs(run_id)
+    with open("/tmp/pg_events.txt", "w") as dump:
+        for event in events:
+            if event.dagster_event:
+                dump.write(f"{event.timestamp:.3f} {event.dagster_event_type} {event.step_key} {event.dagster_event.pid} {(event.user_message or '')[:90]!r}\n")
     processes = {
         event.step_key: event.dagster_event.pid
         for event in events
