@@ -35,6 +35,7 @@ from dataset_assets.sensors import (
     dataset_run_started_sensor,
     dataset_run_succeeded_sensor,
 )
+from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.resources import MetadataStoreResource
 from dataset_assets_tests.servers import free_port, start_tansu
 
@@ -483,16 +484,7 @@ def test_stage_sensor_publishes_each_stage_once_in_order_with_its_count(
     assert again.cursor == first.cursor
     events = [event["value"] for event in read_topic(topics, topics.status_topic)]
     assert [(event["event"], event["stage"]) for event in events] == [
-        ("stage_done", stage)
-        for stage in (
-            "raw_images",
-            "validated_images",
-            "deduplicated_images",
-            "processed_images",
-            "labels",
-            "tiered_storage",
-            "quality_report",
-        )
+        ("stage_done", stage) for stage in STAGES
     ]
     assert all(event["request_id"] == "staged" for event in events)
     assert all(event["run_id"] == result.run_id for event in events)

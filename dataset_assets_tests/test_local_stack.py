@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.metadata import MetadataStore, connect
 from dataset_assets_tests.servers import free_port
 
@@ -107,15 +108,7 @@ def test_a_submitted_request_runs_shows_in_the_ui_and_the_stack_stops_cleanly(
 
     if shutil.which(CHROMIUM):
         graph = _dom(f"http://127.0.0.1:{port}/asset-groups/dataset", tmp_path / "p1")
-        for stage in (
-            "raw_images",
-            "validated_images",
-            "deduplicated_images",
-            "processed_images",
-            "labels",
-            "tiered_storage",
-            "quality_report",
-        ):
+        for stage in STAGES:
             assert stage in graph
         partitions = _dom(
             f"http://127.0.0.1:{port}/assets/quality_report?view=partitions", tmp_path / "p2"

@@ -9,6 +9,7 @@ from PIL import Image
 
 from dataset_assets.request import parse_request
 from dataset_assets.sample_data import SAMPLE_EXPECTATIONS
+from dataset_assets.stages.tracking import STAGES
 
 SEED_OPERATIONS = [
     {"Resize": {"scaling_factor": 0.5}},
@@ -85,15 +86,7 @@ def test_sample_dataset_flows_through_every_stage(pipeline, sample_dir):
 
     tracked = store.get_request("sample")
     assert tracked["status"] == "succeeded" and tracked["progress"] == 100
-    assert list(tracked["stages"]) == [
-        "raw_images",
-        "validated_images",
-        "deduplicated_images",
-        "processed_images",
-        "labels",
-        "tiered_storage",
-        "quality_report",
-    ]
+    assert tuple(tracked["stages"]) == STAGES
     checks = {
         evaluation.check_name: evaluation.passed
         for evaluation in result.get_asset_check_evaluations()

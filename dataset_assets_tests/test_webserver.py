@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dataset_assets.cli import main
+from dataset_assets.stages.tracking import STAGES
 from dataset_assets_tests.servers import free_port
 
 ASSET_QUERY = """{
@@ -77,15 +78,7 @@ def dagster_dev(tmp_path, monkeypatch, sample_dir):
 def test_dagster_dev_shows_the_stages_the_partition_and_the_report_metadata(dagster_dev):
     data = _graphql(dagster_dev, ASSET_QUERY)
     nodes = {"/".join(node["assetKey"]["path"]): node for node in data["assetNodes"]}
-    assert set(nodes) == {
-        "raw_images",
-        "validated_images",
-        "deduplicated_images",
-        "processed_images",
-        "labels",
-        "tiered_storage",
-        "quality_report",
-    }
+    assert set(nodes) == set(STAGES)
     assert all(node["partitionKeys"] == ["ui-demo"] for node in nodes.values())
     assert nodes["labels"]["dependencyKeys"] == [{"path": ["processed_images"]}]
     (materialization,) = data["assetOrError"]["assetMaterializations"]

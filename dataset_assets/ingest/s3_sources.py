@@ -26,9 +26,10 @@ from dataset_assets.ingest.sources import (
     ARCHIVE_SUFFIXES,
     Entry,
     SourceError,
-    _hidden,
-    _unsafe,
-    _zip_entries,
+    is_hidden,
+    tar_members,
+    unsafe_reason,
+    zip_entries,
 )
 from dataset_assets.storage.s3 import NOT_FOUND, MissingBucketError, error_code, s3_errors
 
@@ -145,7 +146,7 @@ def _opener(client: BaseClient, bucket: str, key: str) -> Callable[[], BinaryIO]
 
 def _key_problem(path: str) -> str | None:
     """Object keys may hold `..` or empty segments; as dataset paths they would escape or clash."""
-    problem = _unsafe(path)
+    problem = unsafe_reason(path)
     if problem is None and "" in path.split("/"):
         problem = f"{path!r}: object key has an empty path segment"
     return problem
@@ -157,7 +158,7 @@ def _prefix_entries(client: BaseClient, source: S3Source) -> Iterator[Entry]:
         for page in paginator.paginate(Bucket=source.bucket, Prefix=source.key):
             for item in page.get("Contents", []):
                 path = item["Key"][len(source.key) :]
-                if not path or path.endswith("/") or _hidden(path):
+                if not path or path.endswith("/") or is_hidden(path):
                     continue
                 problem = _key_problem(path)
                 if problem:
@@ -175,7 +176,7 @@ def _zip_object_entries(client: BaseClient, source: S3Source, spool_dir: Path) -
             client.download_fileobj(source.bucket, source.key, out, Config=DOWNLOAD_CONFIG)
         if not zipfile.is_zipfile(spool):
             raise SourceError(f"{source.url}: not a readable zip archive")
-        yield from _zip_entries(Path(spool))
+        yield from zip_entries(Path(spool))
     finally:
         Path(spool).unlink(missing_ok=True)
 
@@ -189,25 +190,4 @@ def _tar_object_entries(client: BaseClient, source: S3Source) -> Iterator[Entry]
         except (tarfile.TarError, OSError) as error:
             raise SourceError(f"{source.url}: not a readable tar archive ({error})") from None
         with archive:
-            yield from _tar_members(archive)
-
-
-def _tar_members(archive: tarfile.TarFile) -> Iterator[Entry]:
-    for member in archive:
-        name = member.name
-        if member.isdir() or _hidden(name):
-            continue
-        problem = _unsafe(name)
-        if problem:
-            yield Entry(name, member.size, reason="unsafe_path", message=problem)
-        elif member.issym() or member.islnk():
-            yield Entry(
-                name,
-                None,
-                reason="symlink",
-                message=f"{name}: link to {member.linkname!r} in archive not followed",
-            )
-        elif not member.isfile():
-            yield Entry(name, None, reason="not_a_file", message=f"{name}: device or fifo")
-        else:
-            yield Entry(name, member.size, open=lambda m=member: archive.extractfile(m))
+            yield from tar_members(archive)

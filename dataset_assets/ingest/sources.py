@@ -62,17 +62,17 @@ def iter_entries(source: Path) -> Iterator[Entry]:
     if source.is_dir():
         yield from _folder_entries(source)
     elif source.name.lower().endswith(".zip"):
-        yield from _zip_entries(source)
+        yield from zip_entries(source)
     else:
         yield from _tar_entries(source)
 
 
-def _hidden(path: str) -> bool:
+def is_hidden(path: str) -> bool:
     parts = PurePosixPath(path).parts
     return any((p.startswith(".") and p != "..") or p == "__MACOSX" for p in parts)
 
 
-def _unsafe(name: str) -> str | None:
+def unsafe_reason(name: str) -> str | None:
     if "\\" in name or "\x00" in name:
         return f"{name!r}: archive entry name holds a backslash or NUL"
     path = PurePosixPath(name)
@@ -90,7 +90,7 @@ def _folder_entries(root: Path) -> Iterator[Entry]:
         for name in sorted(files + [d for d in subdirs if (base / d).is_symlink()]):
             full = base / name
             relative = full.relative_to(root).as_posix()
-            if _hidden(relative):
+            if is_hidden(relative):
                 continue
             if full.is_symlink():
                 yield Entry(
@@ -104,7 +104,7 @@ def _folder_entries(root: Path) -> Iterator[Entry]:
         subdirs[:] = [d for d in subdirs if not (base / d).is_symlink()]
 
 
-def _zip_entries(path: Path) -> Iterator[Entry]:
+def zip_entries(path: Path) -> Iterator[Entry]:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as error:
@@ -112,9 +112,9 @@ def _zip_entries(path: Path) -> Iterator[Entry]:
     with archive:
         for info in sorted(archive.infolist(), key=lambda i: i.filename):
             name = info.filename
-            if info.is_dir() or _hidden(name):
+            if info.is_dir() or is_hidden(name):
                 continue
-            problem = _unsafe(name)
+            problem = unsafe_reason(name)
             if problem:
                 yield Entry(name, info.file_size, reason="unsafe_path", message=problem)
             elif stat.S_ISLNK(info.external_attr >> 16):
@@ -131,21 +131,26 @@ def _tar_entries(path: Path) -> Iterator[Entry]:
     except (tarfile.TarError, OSError) as error:
         raise SourceError(f"{path}: not a readable tar archive ({error})") from None
     with archive:
-        for member in archive:
-            name = member.name
-            if member.isdir() or _hidden(name):
-                continue
-            problem = _unsafe(name)
-            if problem:
-                yield Entry(name, member.size, reason="unsafe_path", message=problem)
-            elif member.issym() or member.islnk():
-                yield Entry(
-                    name,
-                    None,
-                    reason="symlink",
-                    message=f"{name}: link to {member.linkname!r} in archive not followed",
-                )
-            elif not member.isfile():
-                yield Entry(name, None, reason="not_a_file", message=f"{name}: device or fifo")
-            else:
-                yield Entry(name, member.size, open=lambda m=member: archive.extractfile(m))
+        yield from tar_members(archive)
+
+
+def tar_members(archive: tarfile.TarFile) -> Iterator[Entry]:
+    """Entries of an open tar stream, local or downloading, with links and escapes reported."""
+    for member in archive:
+        name = member.name
+        if member.isdir() or is_hidden(name):
+            continue
+        problem = unsafe_reason(name)
+        if problem:
+            yield Entry(name, member.size, reason="unsafe_path", message=problem)
+        elif member.issym() or member.islnk():
+            yield Entry(
+                name,
+                None,
+                reason="symlink",
+                message=f"{name}: link to {member.linkname!r} in archive not followed",
+            )
+        elif not member.isfile():
+            yield Entry(name, None, reason="not_a_file", message=f"{name}: device or fifo")
+        else:
+            yield Entry(name, member.size, open=lambda m=member: archive.extractfile(m))

@@ -1,6 +1,5 @@
 """Transform: the request's operations, in order, on every kept image, sharded across workers."""
 
-from collections import Counter
 from io import BytesIO
 from typing import Any
 
@@ -27,7 +26,7 @@ from dataset_assets.operations.modes import working_image
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import TransformConfig
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
-from dataset_assets.stages.sharding import Shard, map_in_pool, plan_shards, worker_count
+from dataset_assets.stages.sharding import Shard, plan_shards, process_shard
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
@@ -135,30 +134,21 @@ def transform_shard(
     dataset = context.partition_key
     config = TransformConfig(**shard.settings)
     pipeline = config.pipeline
-    store, blob_store = metadata.store, blobs.store
-    todo = list(
-        store.iter_images(
-            dataset,
-            status="unique",
-            bucket_range=(shard.low, shard.high),
-            fields=("image_id", "source", "blob_key", "validation"),
-        )
-    )
+    blob_store = blobs.store
 
-    def work(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def work(doc: dict[str, Any]) -> dict[str, Any]:
         data = blob_store.get_bytes(doc["blob_key"])
-        return doc["image_id"], transform_image(doc, data, pipeline, config, blob_store, dataset)
+        return transform_image(doc, data, pipeline, config, blob_store, dataset)
 
-    statuses: Counter[str] = Counter()
-
-    def results():
-        for image_id, fields in map_in_pool(work, todo, worker_count(config.workers)):
-            statuses[fields["status"]] += 1
-            yield image_id, fields
-
-    store.update_images(dataset, results())
-    context.log.info(f"{shard.mapping_key}: {len(todo)} images, {dict(statuses)}")
-    return dict(statuses)
+    return process_shard(
+        context,
+        metadata.store,
+        shard,
+        status="unique",
+        fields=("source", "blob_key", "validation"),
+        work=work,
+        workers=config.workers,
+    )
 
 
 @op(

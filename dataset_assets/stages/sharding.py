@@ -6,10 +6,15 @@ per dataset keep Dagster's fan-out cheap; a pool inside the shard keeps every co
 """
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from dagster import OpExecutionContext
+
+from dataset_assets.storage.metadata import MetadataStore
 
 BUCKETS = 1 << 16
 MAX_SHARDS = 256
@@ -68,3 +73,39 @@ def map_in_pool(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
                 yield from (future.result() for future in done)
         for future in pending:
             yield future.result()
+
+
+def process_shard(
+    context: OpExecutionContext,
+    store: MetadataStore,
+    shard: Shard,
+    *,
+    status: str,
+    fields: tuple[str, ...],
+    work: Callable[[dict[str, Any]], dict[str, Any]],
+    workers: int,
+) -> dict[str, int]:
+    """Run `work` on the shard's images still in `status` and write back what it returns.
+
+    Only images not yet done are selected, so a retried shard resumes where it stopped; results
+    are written in bulk batches as they complete. Returns how many images reached each status.
+    """
+    todo = list(
+        store.iter_images(
+            context.partition_key,
+            status=status,
+            bucket_range=(shard.low, shard.high),
+            fields=("image_id", *fields),
+        )
+    )
+    statuses: Counter[str] = Counter()
+
+    def results() -> Iterator[tuple[str, dict[str, Any]]]:
+        done = map_in_pool(lambda doc: (doc["image_id"], work(doc)), todo, worker_count(workers))
+        for image_id, changes in done:
+            statuses[changes["status"]] += 1
+            yield image_id, changes
+
+    store.update_images(context.partition_key, results())
+    context.log.info(f"{shard.mapping_key}: {len(todo)} images, {dict(statuses)}")
+    return dict(statuses)

@@ -1,6 +1,5 @@
 """Validation: decode every image once, reject the unusable, score the rest, hash for dedup."""
 
-from collections import Counter
 from typing import Any
 
 from dagster import (
@@ -22,7 +21,7 @@ from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import ValidationConfig
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
-from dataset_assets.stages.sharding import Shard, map_in_pool, plan_shards, worker_count
+from dataset_assets.stages.sharding import Shard, plan_shards, process_shard
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
@@ -118,30 +117,21 @@ def validate_shard(
     dataset = context.partition_key
     config = ValidationConfig(**shard.settings)
     rules = rules_from_config(config)
-    store, blob_store = metadata.store, blobs.store
-    todo = list(
-        store.iter_images(
-            dataset,
-            status="ingested",
-            bucket_range=(shard.low, shard.high),
-            fields=("image_id", "source", "blob_key"),
-        )
-    )
+    blob_store = blobs.store
 
-    def work(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def work(doc: dict[str, Any]) -> dict[str, Any]:
         data = blob_store.get_bytes(doc["blob_key"])
-        return doc["image_id"], validate_image(doc, data, rules, config.mode, blob_store, dataset)
+        return validate_image(doc, data, rules, config.mode, blob_store, dataset)
 
-    statuses: Counter[str] = Counter()
-
-    def results():
-        for image_id, fields in map_in_pool(work, todo, worker_count(config.workers)):
-            statuses[fields["status"]] += 1
-            yield image_id, fields
-
-    store.update_images(dataset, results())
-    context.log.info(f"{shard.mapping_key}: {len(todo)} images, {dict(statuses)}")
-    return dict(statuses)
+    return process_shard(
+        context,
+        metadata.store,
+        shard,
+        status="ingested",
+        fields=("source", "blob_key"),
+        work=work,
+        workers=config.workers,
+    )
 
 
 @op(

@@ -35,7 +35,10 @@ def eq(value: Any) -> dict[str, str]:
 
 
 def connect(uri: str, database: str = "dataset_assets") -> Any:
-    """A pymongo-compatible database: MongoDB for mongodb:// URIs, else an embedded file."""
+    """A pymongo-compatible database: MongoDB for mongodb:// URIs, else an embedded file.
+
+    A database named in the URI (`mongodb://host/name`) wins over `database`.
+    """
     if uri.startswith(("mongodb://", "mongodb+srv://")):
         options = {"serverSelectionTimeoutMS": 5000, "connectTimeoutMS": 5000}
         client = pymongo.MongoClient(uri, **{**options, **parse_uri(uri)["options"]})
@@ -47,7 +50,7 @@ def connect(uri: str, database: str = "dataset_assets") -> Any:
                 f"MongoDB at {hosts} is unreachable ({type(error).__name__}): check "
                 "DATASET_ASSETS_METADATA_URI and that the server is running"
             ) from None
-        return client[database]
+        return client[parse_uri(uri)["database"] or database]
     path = Path(uri.removeprefix("file:")).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     return neosqlite.Connection(str(path), timeout=30.0)
