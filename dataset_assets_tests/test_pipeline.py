@@ -262,3 +262,73 @@ def test_dedup_against_an_earlier_dataset_drops_images_it_already_holds(
     summary = pipeline.metadata.load_stage("second", "deduplicated_images")["summary"]
     assert summary["in_earlier_datasets"] == 1 and summary["duplicates"] == 1
     assert pipeline.metadata.count_by("first", "status") == {"processed": 4}
+
+
+def _hostile_zip(folder, good_png: bytes):
+    """A zip with good images and every kind of hostile entry a user might be sent."""
+    import stat
+    import struct
+    import zipfile
+    import zlib
+
+    bomb = bytearray(good_png)
+    bomb[16:24] = struct.pack(">II", 30000, 30000)
+    bomb[29:33] = struct.pack(">I", zlib.crc32(bytes(bomb[12:29])))
+    archive = folder / "hostile.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("ok/good.png", good_png)
+        out.writestr("ok/empty.jpg", b"")
+        out.writestr("ok/bomb.png", bytes(bomb))
+        out.writestr("../../escape.png", good_png)
+        link = zipfile.ZipInfo("ok/link.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        out.writestr(link, "/etc/passwd")
+    return archive
+
+
+def test_hostile_archive_entries_are_rejected_with_reasons_and_strict_mode_names_them(
+    pipeline, tmp_path
+):
+    from dataset_assets_tests.images import photo
+
+    buffer = io.BytesIO()
+    photo(64, 48, 1).save(buffer, "PNG")
+    archive = _hostile_zip(tmp_path, buffer.getvalue())
+    blocked = pipeline.run({"request_id": "hostile", "dataset_key": str(archive)})
+    assert not blocked.success
+    (check,) = blocked.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == ("invalid_ratio", False)
+    assert not list(pipeline.blobs.list("processed/hostile/"))
+
+    lenient = pipeline.run(
+        {
+            "request_id": "hostile",
+            "dataset_key": str(archive),
+            "validation": {"max_invalid_ratio": 1.0},
+        }
+    )
+    assert lenient.success
+    reasons = {
+        doc["source"]: doc.get("reject_reason") for doc in pipeline.metadata.iter_images("hostile")
+    }
+    assert reasons == {
+        "ok/good.png": None,
+        "ok/empty.jpg": "empty_file",
+        "ok/bomb.png": "decompression_bomb",
+        "../../escape.png": "unsafe_path",
+        "ok/link.png": "symlink",
+    }
+    assert not (tmp_path.parent / "escape.png").exists()
+    assert [key for key in pipeline.outputs("hostile") if key.startswith("hot/")] == [
+        f"hot/{name}" for name in json.loads(pipeline.outputs("hostile")["labels.json"])
+    ]
+
+    strict = pipeline.run(
+        {"request_id": "hostile-strict", "dataset_key": str(archive), "validation_mode": "strict"}
+    )
+    assert not strict.success
+    failure = next(event for event in strict.all_events if event.is_step_failure)
+    message = failure.step_failure_data.user_failure_data.description
+    assert "4 rejected image(s)" in message
+    for name in ("ok/empty.jpg", "ok/bomb.png", "../../escape.png", "ok/link.png"):
+        assert name in message
