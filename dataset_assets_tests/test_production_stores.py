@@ -83,3 +83,46 @@ def test_a_missing_source_object_fails_before_anything_is_written(remote_pipelin
     assert "images/nope.zip" in message and "no such object" in message
     assert list(remote_pipeline.blobs.list("originals/")) == []
     assert remote_pipeline.metadata.count_images("missing") == 0
+
+
+def test_transient_mongodb_and_s3_faults_are_retried_without_duplicates(
+    remote_pipeline, monkeypatch
+):
+    """A MongoDB fault while ingest writes records, an S3 fault while a shard writes outputs.
+
+    The servers are real; the faults are injected at the clients, once each, because a server
+    cannot be made to drop exactly one request mid-step on cue.
+    """
+    import botocore.exceptions
+    import pymongo.errors
+
+    from dataset_assets.storage.metadata import MetadataStore
+    from dataset_assets.storage.s3 import S3BlobStore
+
+    faults = {"mongodb": 1, "s3": 1}
+    flush, put_bytes = MetadataStore._flush, S3BlobStore.put_bytes
+
+    def flaky_flush(store, batch):
+        if faults["mongodb"] and any("ingest_run" in str(op) for op in batch):
+            faults["mongodb"] -= 1
+            raise pymongo.errors.AutoReconnect("connection reset by MongoDB")
+        return flush(store, batch)
+
+    def flaky_put(store, key, data):
+        if faults["s3"] and key.startswith("processed/"):
+            faults["s3"] -= 1
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://s3")
+        return put_bytes(store, key, data)
+
+    monkeypatch.setattr(MetadataStore, "_flush", flaky_flush)
+    monkeypatch.setattr(S3BlobStore, "put_bytes", flaky_put)
+    result = remote_pipeline.run(SEED)
+    assert result.success
+    assert faults == {"mongodb": 0, "s3": 0}
+    retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retried == ["raw_images", "processed_images.transform_shard[shard_000]"]
+    store = remote_pipeline.metadata
+    assert store.images.count_documents({}) == SAMPLE_EXPECTATIONS["files"]
+    assert store.count_by("kanagawa", "status")["processed"] == SAMPLE_EXPECTATIONS["kept"]
+    processed = list(remote_pipeline.blobs.list("processed/kanagawa/"))
+    assert len(processed) == SAMPLE_EXPECTATIONS["kept"]
