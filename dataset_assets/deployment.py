@@ -119,10 +119,10 @@ def _choices(include_k8s: bool) -> dict[str, ExecutorDefinition]:
     return choices
 
 
-def _max_concurrent(environ: Mapping[str, str], kind: str) -> int | None:
+def _configured_limit(environ: Mapping[str, str]) -> int | None:
     configured = environ.get(MAX_CONCURRENT_ENV, "").strip()
     if not configured:
-        return K8S_MAX_CONCURRENT if kind == "k8s" else None
+        return None
     if not configured.isdigit() or int(configured) < 1:
         raise DagsterInvalidDefinitionError(
             f"{MAX_CONCURRENT_ENV}={configured!r}: expected a whole number of steps, at least 1"
@@ -135,7 +135,9 @@ def deployment_executor(environ: Mapping[str, str] = os.environ) -> ExecutorDefi
 
     Run config selects one of them like Dagster's default executor does (`multiprocess: {}`,
     `in_process: {}`, and `k8s: {...}` on Kubernetes); without `execution` config the kind named
-    by `DATASET_ASSETS_EXECUTOR` runs, capped at `DATASET_ASSETS_MAX_CONCURRENT` steps in flight.
+    by `DATASET_ASSETS_EXECUTOR` runs. Unless the run config sets `max_concurrent`, a run keeps
+    at most `DATASET_ASSETS_MAX_CONCURRENT` steps in flight (`K8S_MAX_CONCURRENT` pods with k8s,
+    a process per core with multiprocess, when unset).
     """
     kind = environ.get(EXECUTOR_ENV, "").strip() or DEFAULT_EXECUTOR
     if kind not in EXECUTOR_KINDS:
@@ -143,8 +145,9 @@ def deployment_executor(environ: Mapping[str, str] = os.environ) -> ExecutorDefi
             f"{EXECUTOR_ENV}={kind!r}: expected one of {', '.join(EXECUTOR_KINDS)}"
         )
     choices = _choices(include_k8s=kind == "k8s")
-    limit = None if kind == "in_process" else _max_concurrent(environ, kind)
-    default = {"max_concurrent": limit} if limit else {}
+    configured = _configured_limit(environ)
+    limits = {"multiprocess": configured, "k8s": configured or K8S_MAX_CONCURRENT}
+    default = {"max_concurrent": limits[kind]} if limits.get(kind) else {}
 
     def requirements(config: Mapping[str, Any]) -> list[ExecutorRequirement]:
         (chosen, settings), *_ = config.items()
@@ -161,6 +164,8 @@ def deployment_executor(environ: Mapping[str, str] = os.environ) -> ExecutorDefi
     )
     def chosen_executor(init_context: InitExecutorContext) -> Executor:
         (chosen, settings), *_ = init_context.executor_config.items()
+        if limits.get(chosen) and settings.get("max_concurrent") is None:
+            settings = {**settings, "max_concurrent": limits[chosen]}
         definition = choices[chosen]
         return definition.executor_creation_fn(
             InitExecutorContext(

@@ -61,7 +61,9 @@ class ValidationConfig(Config):
     max_invalid_ratio: float = pydantic.Field(
         default=0.5, ge=0, le=1, description="The invalid_ratio check fails above this share."
     )
-    images_per_shard: int = pydantic.Field(default=256, ge=1)
+    images_per_shard: int = pydantic.Field(
+        default=256, ge=4, description="Images per shard step; never one step per image."
+    )
     workers: int = pydantic.Field(
         default=0, ge=0, description="Threads per shard; 0 = one per core."
     )
@@ -103,7 +105,9 @@ class TransformConfig(Config):
     seed: int = pydantic.Field(default=0, description="Seeds random operations per image.")
     output_format: OutputFormat = "source"
     quality: int = pydantic.Field(default=90, ge=1, le=100)
-    images_per_shard: int = pydantic.Field(default=128, ge=1)
+    images_per_shard: int = pydantic.Field(
+        default=128, ge=4, description="Images per shard step; never one step per image."
+    )
     workers: int = pydantic.Field(
         default=0, ge=0, description="Threads per shard; 0 = one per core."
     )

@@ -2,15 +2,20 @@
 
 Rendering is `helm template` through helm-python-sdk (Helm's Go SDK, no cluster, no helm binary);
 objects are checked against the Kubernetes 1.33 OpenAPI schemas by kubernetes-validate. Both are
-optional test dependencies: without them the file is skipped.
+optional test dependencies: without them the file is skipped. The values for the official
+dagster/dagster chart (helm/dagster-values.yaml) are checked against this chart's output; the Jobs
+that run pods create for steps are checked in test_k8s_step_job.py.
 """
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from dataset_assets_tests.source_env import names_read_by_package
 
 helm = pytest.importorskip(
     "helm_python", reason="helm chart tests need `pip install helm-python-sdk`"
@@ -19,7 +24,8 @@ kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="helm chart tests need `pip install kubernetes-validate`"
 )
 
-CHART = Path(__file__).resolve().parents[1] / "helm" / "dataset-assets"
+HELM = Path(__file__).resolve().parents[1] / "helm"
+CHART = HELM / "dataset-assets"
 KUBERNETES_VERSION = "1.33.0"
 PRODUCTION = {
     "replicaCount": 2,
@@ -33,9 +39,25 @@ PRODUCTION = {
     "secretEnv": {
         "DATASET_ASSETS_BLOB_ROOT": {"secretName": "dataset-stores", "key": "blob-root"},
         "DATASET_ASSETS_METADATA_URI": {"secretName": "dataset-mongo", "key": "uri"},
-        "AWS_SECRET_ACCESS_KEY": {"secretName": "dataset-s3", "key": "secret-access-key"},
+        # Helm merges maps: `optional: false` overrides the chart's `optional: true` default.
+        "AWS_SECRET_ACCESS_KEY": {
+            "secretName": "dataset-s3",
+            "key": "secret-access-key",
+            "optional": False,
+        },
+        "DATASET_ASSETS_KAFKA_USERNAME": None,
+        "DATASET_ASSETS_KAFKA_PASSWORD": None,
     },
-    "env": {"DATASET_ASSETS_KEEP_WORKSPACE": 1, "AWS_REGION": "eu-west-1"},
+    "env": {
+        "DATASET_ASSETS_KEEP_WORKSPACE": 1,
+        "AWS_REGION": "eu-west-1",
+        "DATASET_ASSETS_SENSORS": "running",
+    },
+    "executor": {"kind": "k8s", "maxConcurrent": 32},
+    "launchedPodResources": {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"memory": "3Gi"},
+    },
     "resources": {
         "requests": {"cpu": "1", "memory": "2Gi"},
         "limits": {"cpu": "2", "memory": "4Gi"},
@@ -139,6 +161,9 @@ def test_project_settings_come_from_secret_key_refs_only() -> None:
     env = _env(_container(_objects(_render(PRODUCTION))))
 
     for name, ref in PRODUCTION["secretEnv"].items():
+        if ref is None:
+            assert name not in env
+            continue
         assert "value" not in env[name]
         assert env[name]["valueFrom"] == {
             "secretKeyRef": {"name": ref["secretName"], "key": ref["key"]}
@@ -150,8 +175,23 @@ def test_no_secret_value_appears_in_rendered_output() -> None:
     text = "\n".join(_render(PRODUCTION).values())
 
     assert "kind: Secret" not in text
-    for credential_like in ("mongodb://", "s3://", "password", "PASSWORD"):
+    for credential_like in ("mongodb://", "s3://", "AKIA"):
         assert credential_like not in text
+
+
+@pytest.mark.parametrize("values", [None, PRODUCTION], ids=["defaults", "production"])
+def test_credentials_reach_every_pod_only_as_secret_key_refs(values: dict[str, Any] | None) -> None:
+    env = _env(_container(_objects(_render(values))))
+    context = json.loads(env["DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT"]["value"])
+    launched = {entry["name"]: entry for entry in context["k8s"]["env"]}
+    credentials = re.compile(r"PASSWORD|SECRET|USERNAME|ACCESS_KEY|_URI$|BLOB_ROOT|BOOTSTRAP")
+
+    named = [name for name in env if credentials.search(name)]
+    assert {"DATASET_ASSETS_METADATA_URI", "AWS_SECRET_ACCESS_KEY"} <= set(named)
+    for entries in (env, launched):
+        for name in named:
+            assert set(entries[name]) == {"name", "valueFrom"}
+            assert set(entries[name]["valueFrom"]) == {"secretKeyRef"}
 
 
 def test_plain_env_cannot_shadow_a_secret_setting() -> None:
@@ -221,3 +261,120 @@ def test_chart_passes_strict_lint(values: dict[str, Any] | None) -> None:
     assert report["total_charts_linted"] == 1
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_default_secret_refs_cover_kafka_mongodb_and_s3_with_optional_credentials() -> None:
+    env = _env(_container(_objects(_render(None))))
+    refs = {
+        name: entry["valueFrom"]["secretKeyRef"]
+        for name, entry in env.items()
+        if "valueFrom" in entry
+    }
+
+    assert {ref["name"] for ref in refs.values()} == {"dataset-assets"}
+    assert {name for name, ref in refs.items() if not ref.get("optional")} == {
+        "DATASET_ASSETS_METADATA_URI",
+        "DATASET_ASSETS_BLOB_ROOT",
+    }
+    assert {
+        "DATASET_ASSETS_S3_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "DATASET_ASSETS_KAFKA_BOOTSTRAP",
+        "DATASET_ASSETS_KAFKA_USERNAME",
+        "DATASET_ASSETS_KAFKA_PASSWORD",
+    } <= set(refs)
+
+
+@pytest.mark.parametrize(
+    ("values", "kind", "limit"),
+    [
+        (None, "k8s", "16"),
+        (PRODUCTION, "k8s", "32"),
+        ({"executor": {"kind": "multiprocess"}}, "multiprocess", "16"),
+    ],
+    ids=["defaults", "production", "multiprocess"],
+)
+def test_executor_choice_reaches_the_code_server_and_every_launched_pod(
+    values: dict[str, Any] | None, kind: str, limit: str
+) -> None:
+    env = _env(_container(_objects(_render(values))))
+    context = json.loads(env["DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT"]["value"])
+    launched = {entry["name"]: entry.get("value") for entry in context["k8s"]["env"]}
+
+    for settings in ({name: entry.get("value") for name, entry in env.items()}, launched):
+        assert settings["DATASET_ASSETS_EXECUTOR"] == kind
+        assert settings["DATASET_ASSETS_MAX_CONCURRENT"] == limit
+        assert settings["DAGSTER_DEFAULT_IO_MANAGER_MODULE"] == "dataset_assets.deployment"
+        assert settings["DAGSTER_DEFAULT_IO_MANAGER_ATTRIBUTE"] == "step_output_io_manager"
+
+
+@pytest.mark.parametrize(
+    ("executor", "message"),
+    [
+        (
+            {"kind": "celery"},
+            r"executor\.kind=celery: expected one of k8s, multiprocess, in_process",
+        ),
+        ({"maxConcurrent": 0}, r"executor\.maxConcurrent=0"),
+    ],
+)
+def test_invalid_executor_settings_are_refused(executor: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=message):
+        _render({"executor": executor})
+
+
+def test_launched_pods_get_resources_security_and_scratch_volumes_from_the_context() -> None:
+    container_context = pytest.importorskip("dagster_k8s.container_context")
+    env = _env(_container(_objects(_render(PRODUCTION))))
+    raw = json.loads(env["DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT"]["value"])
+    context = container_context.K8sContainerContext.create_from_config(raw)
+    mounts = {
+        mount["mount_path"] for mount in context.run_k8s_config.container_config["volume_mounts"]
+    }
+
+    assert (
+        context.run_k8s_config.container_config["resources"] == PRODUCTION["launchedPodResources"]
+    )
+    assert context.run_k8s_config.container_config["security_context"]["read_only_root_filesystem"]
+    assert context.run_k8s_config.pod_spec_config["security_context"]["run_as_user"] == 1000
+    assert mounts == {"/tmp", "/opt/dagster/dagster_home/storage"}
+
+
+def test_launched_pods_get_nothing_when_include_config_in_launched_runs_is_off() -> None:
+    off = {"includeConfigInLaunchedRuns": {"enabled": False}}
+    env = _env(_container(_objects(_render(off))))
+
+    assert "DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT" not in env
+    assert env["DATASET_ASSETS_EXECUTOR"]["value"] == "k8s"
+
+
+def test_official_chart_values_point_at_this_code_location_on_postgres() -> None:
+    values = yaml.safe_load((HELM / "dagster-values.yaml").read_text())
+    objects = _objects(_render(None))
+    (server,) = values["dagsterWebserver"]["workspace"]["servers"]
+    launcher = values["runLauncher"]
+    postgresql = values["postgresql"]
+
+    assert server["host"] == objects["Service"]["metadata"]["name"]
+    assert server["port"] == objects["Service"]["spec"]["ports"][0]["port"]
+    assert server["name"] == "dataset_assets"
+    assert values["dagster-user-deployments"] == {"enabled": True, "enableSubchart": False}
+    assert launcher["type"] == "K8sRunLauncher"
+    assert set(launcher["config"]) == {"k8sRunLauncher"}
+    assert postgresql["enabled"] is False
+    assert postgresql["postgresqlScheme"] == "postgresql+psycopg2"
+    assert "postgresqlPassword" not in postgresql
+    assert values["generatePostgresqlPasswordSecret"] is False
+    assert values["global"]["postgresqlSecretName"]
+    assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+
+
+@pytest.mark.parametrize("values", [None, PRODUCTION], ids=["defaults", "production"])
+def test_every_project_variable_the_chart_sets_is_one_the_code_reads(
+    values: dict[str, Any] | None,
+) -> None:
+    env = _env(_container(_objects(_render(values))))
+    read = names_read_by_package(CHART.parents[1] / "dataset_assets")
+
+    assert {name for name in env if name.startswith("DATASET_ASSETS_")} <= read

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dagster import OpExecutionContext
@@ -52,7 +53,19 @@ def plan_shards(
 
 
 def worker_count(configured: int) -> int:
-    return configured or os.cpu_count() or 1
+    """Threads per shard: as configured, else the cores this process may really use.
+
+    In a container the CPU limit (cgroup v2 `cpu.max`) counts, not the node's core count, so a
+    2-CPU pod on a 64-core node runs 2 threads, not 64.
+    """
+    if configured:
+        return configured
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))
 
 
 def map_in_pool(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:

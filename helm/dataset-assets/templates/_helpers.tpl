@@ -36,10 +36,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/* The project's environment as a list of EnvVar: plain settings, then settings from Secrets.
-Values of secretEnv never pass through the chart: only Secret names and keys do. */}}
+Values of secretEnv never pass through the chart: only Secret names and keys do. Step outputs go to
+the blob store (DAGSTER_DEFAULT_IO_MANAGER_*): step pods share no disk. */}}
 {{- define "dataset-assets.env" -}}
+{{- $kinds := list "k8s" "multiprocess" "in_process" }}
+{{- if not (has .Values.executor.kind $kinds) }}
+{{- fail (printf "executor.kind=%v: expected one of %s" .Values.executor.kind (join ", " $kinds)) }}
+{{- end }}
+{{- $limit := int .Values.executor.maxConcurrent }}
+{{- if lt $limit 1 }}
+{{- fail (printf "executor.maxConcurrent=%v: expected a whole number, at least 1" .Values.executor.maxConcurrent) }}
+{{- end -}}
 - name: DATASET_ASSETS_HOME
   value: {{ .Values.datasetAssetsHome | quote }}
+- name: DATASET_ASSETS_EXECUTOR
+  value: {{ .Values.executor.kind | quote }}
+- name: DATASET_ASSETS_MAX_CONCURRENT
+  value: {{ $limit | quote }}
+- name: DAGSTER_DEFAULT_IO_MANAGER_MODULE
+  value: dataset_assets.deployment
+- name: DAGSTER_DEFAULT_IO_MANAGER_ATTRIBUTE
+  value: step_output_io_manager
 {{- range $name, $value := .Values.env }}
 {{- if hasKey ($.Values.secretEnv | default dict) $name }}
 {{- fail (printf "env.%s is also in secretEnv: set it only through secretEnv, from a Secret" $name) }}
@@ -54,14 +71,31 @@ Values of secretEnv never pass through the chart: only Secret names and keys do.
     secretKeyRef:
       name: {{ required (printf "secretEnv.%s.secretName is required" $name) $ref.secretName }}
       key: {{ required (printf "secretEnv.%s.key is required" $name) $ref.key }}
+      {{- if $ref.optional }}
+      optional: true
+      {{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
 
-{{/* Container context handed to `dagster api grpc`: the run and step pods that the K8sRunLauncher
-and k8s_job_executor start get the same image pull settings and environment as the code server. */}}
+{{/* Container context handed to `dagster api grpc` (includeConfigInLaunchedRuns): the run pods of
+the K8sRunLauncher and the step pods of k8s_job_executor get the same image pull settings,
+environment, service account and security contexts as the code server, writable emptyDirs at /tmp
+and $DAGSTER_HOME/storage (the root filesystem is read-only), and launchedPodResources, which an
+op's `dagster-k8s/config` tag overrides for its own step pod. */}}
 {{- define "dataset-assets.containerContext" -}}
 {{- $k8s := dict "env" (include "dataset-assets.env" . | fromYamlArray) "image_pull_policy" .Values.image.pullPolicy "namespace" .Release.Namespace }}
+{{- $_ := set $k8s "volumes" (list (dict "name" "tmp" "emptyDir" dict) (dict "name" "dagster-storage" "emptyDir" dict)) }}
+{{- $_ := set $k8s "volume_mounts" (list (dict "name" "tmp" "mountPath" "/tmp") (dict "name" "dagster-storage" "mountPath" (printf "%s/storage" .Values.dagsterHome))) }}
+{{- with .Values.launchedPodResources }}
+{{- $_ := set $k8s "resources" . }}
+{{- end }}
+{{- with .Values.securityContext }}
+{{- $_ := set $k8s "security_context" . }}
+{{- end }}
+{{- with .Values.podSecurityContext }}
+{{- $_ := set $k8s "run_k8s_config" (dict "pod_spec_config" (dict "security_context" .)) }}
+{{- end }}
 {{- with .Values.imagePullSecrets }}
 {{- $_ := set $k8s "image_pull_secrets" . }}
 {{- end }}
