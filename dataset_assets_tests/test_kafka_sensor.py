@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, Producer
 from dagster import (
     DagsterEventType,
     DagsterInstance,
@@ -37,9 +37,8 @@ from dataset_assets.sensors import (
 )
 from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.resources import MetadataStoreResource
-from dataset_assets_tests.servers import free_port, start_tansu
+from dataset_assets_tests.servers import QUIET, free_port, read_topic, start_tansu
 
-QUIET = {"log_level": 0}
 MALFORMED: dict[str, tuple[bytes, str]] = {
     "bad_json": (b'{"dataset_key": "sets/a", ', "not valid JSON"),
     "unknown_operation": (
@@ -111,39 +110,6 @@ def send(kafka: KafkaResource, messages: list[tuple[int, bytes]]) -> list[tuple[
         )
     assert producer.flush(15) == 0
     return positions
-
-
-def read_topic(kafka: KafkaResource, topic: str) -> list[dict[str, Any]]:
-    """Every message on `topic`, read to the end of each partition."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.servers,
-            "group.id": "test-reader",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-            **QUIET,
-        }
-    )
-    parts = consumer.list_topics(topic, timeout=5).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, part, OFFSET_BEGINNING) for part in parts])
-    messages, at_end = [], set()
-    while len(at_end) < len(parts):
-        message = consumer.poll(5)
-        assert message is not None, f"{topic} did not reach its end"
-        if message.error():
-            assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
-            at_end.add(message.partition())
-            continue
-        messages.append(
-            {
-                "key": message.key().decode(),
-                "value": json.loads(message.value()),
-                "partition": message.partition(),
-                "offset": message.offset(),
-            }
-        )
-    consumer.close()
-    return messages
 
 
 def tick(

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from dataset_assets.messaging import KafkaResource
 from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.metadata import MetadataStore, connect
-from dataset_assets_tests.servers import free_port
+from dataset_assets_tests.servers import free_port, read_topic
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -103,6 +104,19 @@ def test_a_submitted_request_runs_shows_in_the_ui_and_the_stack_stops_cleanly(
 
     tracked = _wait(finished, "the run to finish", 240)
     assert tracked["status"] == "succeeded", tracked.get("error")
+    kafka = KafkaResource(bootstrap_servers=env["DATASET_ASSETS_KAFKA_BOOTSTRAP"])
+
+    def events():
+        found = [
+            m["value"] for m in read_topic(kafka, kafka.status_topic) if m["key"] == "stack-demo"
+        ]
+        return found if any(event["event"] == "succeeded" for event in found) else None
+
+    published = _wait(events, "the 'succeeded' event", 120)
+    kinds = [event["event"] for event in published]
+    assert kinds[0] == "accepted" and "started" in kinds and kinds[-1] == "succeeded"
+    stages = [event["stage"] for event in published if event["event"] == "stage_done"]
+    assert stages == list(STAGES)
     assert tracked["request"]["dataset_key"].startswith("s3://datasets/dev/incoming/stack-demo/")
     assert tracked["metrics"]["processed_images"] == 23
 
