@@ -177,3 +177,18 @@ def test_default_io_manager_override_writes_under_the_projects_blob_root(
 
     assert isinstance(manager, BlobStepOutputIOManager)
     assert manager.blobs.root == resources_from_env()["blobs"].store.root == tmp_path / "blobs"
+
+
+def test_shard_threads_follow_the_containers_cpu_limit_not_the_nodes_cores(tmp_path):
+    import os
+
+    from dataset_assets.stages.sharding import worker_count
+
+    cores = len(os.sched_getaffinity(0))
+    limit = tmp_path / "cpu.max"
+    limit.write_text("100000 100000\n")
+    assert worker_count(0, limit) == 1
+    limit.write_text("max 100000\n")
+    assert worker_count(0, limit) == cores
+    assert worker_count(0, tmp_path / "no-cgroup") == cores
+    assert worker_count(3, limit) == 3

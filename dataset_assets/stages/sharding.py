@@ -52,7 +52,10 @@ def plan_shards(
     return [Shard(i, total, edges[i], edges[i + 1], settings) for i in range(total)]
 
 
-def worker_count(configured: int) -> int:
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def worker_count(configured: int, cpu_max: Path = CPU_MAX) -> int:
     """Threads per shard: as configured, else the cores this process may really use.
 
     In a container the CPU limit (cgroup v2 `cpu.max`) counts, not the node's core count, so a
@@ -62,7 +65,7 @@ def worker_count(configured: int) -> int:
         return configured
     cores = len(os.sched_getaffinity(0))
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        quota, period = cpu_max.read_text().split()
     except (OSError, ValueError):
         return cores
     return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))
