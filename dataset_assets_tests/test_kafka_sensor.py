@@ -1,4 +1,4 @@
-"""The Kafka request sensor and the run status sensors, against a real broker (Tansu)."""
+"""The Kafka request sensor and the status sensor, against a real broker (Tansu)."""
 
 import json
 import re
@@ -11,13 +11,11 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, Producer
 from dagster import (
-    DagsterEventType,
     DagsterInstance,
     Definitions,
     EnvVar,
     SensorEvaluationContext,
     SensorResult,
-    build_run_status_sensor_context,
     build_sensor_context,
     instance_for_test,
 )
@@ -28,13 +26,7 @@ from dataset_assets.messaging import KafkaResource
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import parse_request
 from dataset_assets.sample_data import SAMPLE_EXPECTATIONS
-from dataset_assets.sensors import (
-    SENSORS,
-    dataset_requests_sensor,
-    dataset_run_failed_sensor,
-    dataset_run_started_sensor,
-    dataset_run_succeeded_sensor,
-)
+from dataset_assets.sensors import SENSORS, dataset_requests_sensor, dataset_status_sensor
 from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.resources import MetadataStoreResource
 from dataset_assets_tests.servers import QUIET, free_port, read_topic, start_tansu
@@ -365,93 +357,102 @@ def test_the_daemon_launches_a_run_for_a_partition_added_in_the_same_tick(
     assert data.dynamic_partitions_requests[0].partition_keys == ["daemon"]
 
 
-def run_event(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> Any:
-    return next(
-        entry.dagster_event
-        for entry in instance.all_logs(run_id)
-        if entry.dagster_event and entry.dagster_event.event_type == kind
-    )
+def status_events(kafka: KafkaResource) -> list[dict[str, Any]]:
+    """The status topic's events, in the order each request's partition holds them."""
+    events = []
+    for message in read_topic(kafka, kafka.status_topic):
+        assert message["value"]["request_id"] == message["key"] and message["value"]["at"]
+        events.append(message["value"])
+    return events
 
 
-def test_status_sensors_publish_started_succeeded_and_failed_and_track_the_status(
+def lifecycle(events: list[dict[str, Any]], request_id: str) -> list[tuple[Any, ...]]:
+    return [
+        (event["event"], event.get("stage"), event["run_id"])
+        for event in events
+        if event["request_id"] == request_id
+    ]
+
+
+def test_the_status_sensor_publishes_each_lifecycle_in_order_and_tracks_the_status(
     pipeline: Any, sample_dir: Path, topics: KafkaResource
 ) -> None:
     store = pipeline.metadata
     resources = {"kafka": topics, "metadata": pipeline.resources["metadata"]}
-
-    def evaluate(sensor: Any, run: Any, event: Any, failure: bool = False) -> None:
-        context = build_run_status_sensor_context(
-            sensor_name=sensor.name,
-            dagster_event=event,
-            dagster_instance=pipeline.instance,
-            dagster_run=run,
-            resources=resources,
-        )
-        sensor(context.for_run_failure() if failure else context)
-
     ok = pipeline.run({"request_id": "status-ok", "dataset_key": str(sample_dir)})
     assert ok.success
-    # As the request sensor leaves it before the run's first stage reports.
-    store.track_request("status-ok", status="accepted", run_id=None)
-    start = run_event(pipeline.instance, ok.run_id, DagsterEventType.RUN_START)
-    evaluate(dataset_run_started_sensor, ok.dagster_run, start)
-    assert store.get_request("status-ok")["status"] == "started"
-    evaluate(dataset_run_succeeded_sensor, ok.dagster_run, ok.get_run_success_event())
-    assert store.get_request("status-ok")["status"] == "succeeded"
-
-    strict = {
-        "request_id": "status-bad",
-        "dataset_key": str(sample_dir),
-        "validation_mode": "strict",
-    }
-    bad = pipeline.run(strict)
+    bad = pipeline.run(
+        {"request_id": "status-bad", "dataset_key": str(sample_dir), "validation_mode": "strict"}
+    )
     assert not bad.success
-    evaluate(dataset_run_failed_sensor, bad.dagster_run, bad.get_run_failure_event(), True)
-    # A late 'started' does not hide the failure.
-    start = run_event(pipeline.instance, bad.run_id, DagsterEventType.RUN_START)
-    evaluate(dataset_run_started_sensor, bad.dagster_run, start)
-    tracked = store.get_request("status-bad")
-    assert tracked["status"] == "failed"
-    assert "3 rejected image(s)" in tracked["error"]
 
-    events: dict[str, list[dict[str, Any]]] = {}
-    for event in read_topic(topics, topics.status_topic):
-        assert event["value"]["request_id"] == event["key"] and event["value"]["at"]
-        events.setdefault(event["key"], []).append(event["value"])
-    assert {
-        key: [(value["event"], value["run_id"]) for value in values]
-        for key, values in events.items()
-    } == {
-        "status-ok": [("started", ok.run_id), ("succeeded", ok.run_id)],
-        "status-bad": [("failed", bad.run_id), ("started", bad.run_id)],
-    }
-    succeeded, failed = events["status-ok"][1], events["status-bad"][0]
+    # One late tick sees both runs whole, as when the daemon was busy while they ran.
+    first = dataset_status_sensor(
+        build_sensor_context(instance=pipeline.instance, resources=resources)
+    )
+    events = status_events(topics)
+    assert lifecycle(events, "status-ok") == [
+        ("started", None, ok.run_id),
+        *[("stage_done", stage, ok.run_id) for stage in STAGES],
+        ("succeeded", None, ok.run_id),
+    ]
+    assert lifecycle(events, "status-bad") == [
+        ("started", None, bad.run_id),
+        ("stage_done", "raw_images", bad.run_id),
+        ("failed", "validated_images", bad.run_id),
+    ]
+    by_kind = {(e["request_id"], e["event"], e.get("stage")): e for e in events}
+    assert by_kind[("status-ok", "stage_done", "raw_images")]["counts"]["count"] == 28
+    succeeded = by_kind[("status-ok", "succeeded", None)]
     assert succeeded["counts"]["processed_images"] == SAMPLE_EXPECTATIONS["kept"]
     assert succeeded["counts"] == store.get_request("status-ok")["metrics"]
-    assert failed["stage"] == "validated_images"
-    assert failed["error"] == tracked["error"]
+    assert store.get_request("status-ok")["status"] == "succeeded"
+    tracked = store.get_request("status-bad")
+    assert tracked["status"] == "failed" and tracked["failed_stage"] == "validated_images"
+    assert "3 rejected image(s)" in tracked["error"]
+    assert by_kind[("status-bad", "failed", "validated_images")]["error"] == tracked["error"]
 
-
-def test_stage_sensor_publishes_each_stage_once_in_order_with_its_count(
-    pipeline: Any, make_images: Any, topics: KafkaResource
-) -> None:
-    from dataset_assets.sensors.stages import dataset_stage_sensor
-
-    source = make_images({f"c/img_{i}.png": (60 + i, 50) for i in range(3)})
-    result = pipeline.run({"request_id": "staged", "dataset_key": str(source)})
-    assert result.success
-    context = build_sensor_context(instance=pipeline.instance, resources={"kafka": topics})
-    first = dataset_stage_sensor(context)
-    again = dataset_stage_sensor(
-        build_sensor_context(
-            instance=pipeline.instance, cursor=first.cursor, resources={"kafka": topics}
-        )
+    again = dataset_status_sensor(
+        build_sensor_context(instance=pipeline.instance, cursor=first.cursor, resources=resources)
     )
-    assert again.cursor == first.cursor
-    events = [event["value"] for event in read_topic(topics, topics.status_topic)]
-    assert [(event["event"], event["stage"]) for event in events] == [
-        ("stage_done", stage) for stage in STAGES
-    ]
-    assert all(event["request_id"] == "staged" for event in events)
-    assert all(event["run_id"] == result.run_id for event in events)
-    assert events[0]["counts"]["count"] == 3
+    assert again.cursor == first.cursor and again.skip_reason
+    assert len(status_events(topics)) == len(events)
+
+
+def test_ticks_of_one_record_each_publish_the_same_events_in_the_same_order(
+    pipeline: Any, make_images: Any, kafka: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a batch of one, every stream is truncated on every tick: the merge must hold
+    events back until all streams have passed them."""
+    source = make_images({f"c/img_{i}.png": (60 + i, 50) for i in range(3)})
+    runs = [pipeline.run({"request_id": f"r{i}", "dataset_key": str(source)}) for i in range(2)]
+    assert all(run.success for run in runs)
+
+    def publish(kafka_resource: KafkaResource) -> tuple[list[tuple[Any, ...]], int]:
+        resources = {"kafka": kafka_resource, "metadata": pipeline.resources["metadata"]}
+        cursor, ticks = None, 0
+        while True:
+            context = build_sensor_context(
+                instance=pipeline.instance, cursor=cursor, resources=resources
+            )
+            result = dataset_status_sensor(context)
+            if result.skip_reason:
+                break
+            cursor, ticks = result.cursor, ticks + 1
+        return [
+            (event["request_id"], event["event"], event.get("stage"))
+            for event in status_events(kafka_resource)
+        ], ticks
+
+    whole, ticks = publish(make_resource(kafka, "one-batch"))
+    assert ticks == 1
+    monkeypatch.setattr("dataset_assets.sensors.status.BATCH", 1)
+    one_by_one, ticks = publish(make_resource(kafka, "batches-of-one"))
+    assert ticks == len(whole) == 2 * (len(STAGES) + 2)
+    assert one_by_one == whole
+    for request_id in ("r0", "r1"):
+        assert [kind for key, kind, _ in whole if key == request_id] == [
+            "started",
+            *["stage_done"] * len(STAGES),
+            "succeeded",
+        ]
