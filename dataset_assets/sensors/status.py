@@ -8,7 +8,10 @@ one that ticks first publishes first.)
 
 The stages know nothing of Kafka, so a deployment without it runs the same stages. The request's
 tracking document is written before each event is published and the cursor moves only after the
-broker confirms them, so a tick that fails half way is repeated whole by the next one.
+broker confirms them, so a tick that fails half way is repeated whole by the next one. A new
+cursor starts at the beginning of the event log: the first ticks in an instance with history
+replay it, `BATCH` records per stream per tick, and consumers keyed by request id see the same
+final status again.
 """
 
 import json
