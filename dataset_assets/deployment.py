@@ -12,14 +12,12 @@ one run has in flight. A run can still pick another executor in its run config:
 import the Kubernetes client. On Kubernetes each step is a Job whose CPU and memory come from the
 op's `dagster-k8s/config` tag: the shard steps get whole cores, the planning and merge steps little.
 
-Step pods share no disk, so the outputs of the steps inside a stage (the shard list, each shard's
-counts) go to the blob store when Dagster's default IO manager is replaced by
-`step_output_io_manager` (`DAGSTER_DEFAULT_IO_MANAGER_MODULE=dataset_assets.deployment`,
-`DAGSTER_DEFAULT_IO_MANAGER_ATTRIBUTE=step_output_io_manager`, as the Helm chart sets).
+Step pods share no disk: the outputs of the steps inside a stage (the shard list, each shard's
+counts) go to the blob store through the project's `io_manager` (`StepOutputIOManager`), the same
+on a laptop and on a cluster.
 """
 
 import os
-import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,19 +28,11 @@ from dagster import (
     ExecutorRequirement,
     Field,
     InitExecutorContext,
-    InitResourceContext,
-    InputContext,
-    IOManager,
-    OutputContext,
     Selector,
     executor,
     in_process_executor,
-    io_manager,
     multiprocess_executor,
 )
-
-from dataset_assets.storage.blobs import BlobStore
-from dataset_assets.storage.environment import resources_from_env
 
 EXECUTOR_ENV = "DATASET_ASSETS_EXECUTOR"
 MAX_CONCURRENT_ENV = "DATASET_ASSETS_MAX_CONCURRENT"
@@ -71,38 +61,6 @@ COORDINATION_STEP_TAGS = k8s_step_tags(
     requests={"cpu": "250m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
 )
 """Planning and merge steps: metadata-store queries and counts, no image in memory."""
-
-STEP_OUTPUTS_PREFIX = "dagster/step-outputs"
-"""Blob-store prefix of step outputs: `<prefix>/<run id>/<step key>/<output>.pickle`."""
-
-
-class BlobStepOutputIOManager(IOManager):
-    """Pickles step outputs into the blob store; they are small (a shard plan, a few counts)."""
-
-    def __init__(self, blobs: BlobStore) -> None:
-        self.blobs = blobs
-
-    @staticmethod
-    def key(context: OutputContext) -> str:
-        return "/".join([STEP_OUTPUTS_PREFIX, *context.get_identifier()]) + ".pickle"
-
-    def handle_output(self, context: OutputContext, obj: Any) -> None:
-        self.blobs.put_bytes(self.key(context), pickle.dumps(obj))
-
-    def load_input(self, context: InputContext) -> Any:
-        return pickle.loads(self.blobs.get_bytes(self.key(context.upstream_output)))
-
-
-@io_manager(
-    description="Step outputs in the blob store (S3 on a cluster), readable from any step pod."
-)
-def step_output_io_manager(init_context: InitResourceContext) -> BlobStepOutputIOManager:
-    """Dagster's default IO manager for a deployment whose steps run on different machines.
-
-    It reads the blob store from the same environment variables as the rest of the project
-    (`DATASET_ASSETS_BLOB_ROOT`, ...), so it needs no configuration of its own.
-    """
-    return BlobStepOutputIOManager(resources_from_env()["blobs"].store)
 
 
 def _choices(include_k8s: bool) -> dict[str, ExecutorDefinition]:

@@ -8,7 +8,6 @@ parsing its source, and with those deploy/dagster.yaml reads.
 """
 
 import copy
-import importlib
 import json
 import re
 import shlex
@@ -19,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from dagster import IOManagerDefinition
 
 from dataset_assets_tests.source_env import names_read_by_package
 
@@ -132,17 +130,6 @@ def test_stores_credentials_match_the_servers_they_reach(
     assert environment["DATASET_ASSETS_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert environment["DATASET_ASSETS_KAFKA_BOOTSTRAP"].split(":")[0] == "kafka"
     assert environment["DATASET_ASSETS_METADATA_URI"].startswith("mongodb://mongodb:27017/")
-
-
-def test_step_outputs_use_an_io_manager_the_package_defines(
-    project_services: dict[str, dict[str, str]],
-) -> None:
-    environment = project_services["code-location"]
-    module = importlib.import_module(environment["DAGSTER_DEFAULT_IO_MANAGER_MODULE"])
-
-    assert isinstance(
-        getattr(module, environment["DAGSTER_DEFAULT_IO_MANAGER_ATTRIBUTE"]), IOManagerDefinition
-    )
 
 
 def test_webserver_and_daemon_load_the_code_location_service(compose: dict[str, Any]) -> None:

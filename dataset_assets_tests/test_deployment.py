@@ -18,14 +18,12 @@ from dataset_assets.deployment import (
     COORDINATION_STEP_TAGS,
     K8S_MAX_CONCURRENT,
     SHARD_STEP_TAGS,
-    STEP_OUTPUTS_PREFIX,
-    BlobStepOutputIOManager,
     deployment_executor,
-    step_output_io_manager,
 )
 from dataset_assets.stages.sharding import MAX_SHARDS, Shard, plan_shards
 from dataset_assets.storage.blobs import LocalBlobStore
 from dataset_assets.storage.environment import resources_from_env
+from dataset_assets.storage.io_manager import STEP_OUTPUTS_PREFIX, StepOutputIOManager
 
 QUANTITY = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>m|Ki|Mi|Gi)?$")
 UNITS = {None: 1, "m": 0.001, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
@@ -146,9 +144,11 @@ def test_shard_count_follows_dataset_size_within_tens_to_a_few_hundred(
     assert all(a.high == b.low for a, b in itertools.pairwise(plan))
 
 
-def test_step_outputs_round_trip_through_the_blob_store(tmp_path: Path) -> None:
-    blobs = LocalBlobStore(tmp_path / "blobs")
-    manager = BlobStepOutputIOManager(blobs)
+def test_step_outputs_round_trip_through_the_projects_blob_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATASET_ASSETS_BLOB_ROOT", str(tmp_path / "blobs"))
+    monkeypatch.setenv("DATASET_ASSETS_METADATA_URI", str(tmp_path / "metadata.db"))
     shard = Shard(3, 8, 24576, 32768, {"mode": "lenient"})
     output = build_output_context(
         run_id="run-1",
@@ -157,26 +157,18 @@ def test_step_outputs_round_trip_through_the_blob_store(tmp_path: Path) -> None:
         mapping_key="shard_003",
     )
 
-    manager.handle_output(output, shard)
+    with build_resources(resources_from_env()) as resources:
+        manager = resources.io_manager
+        manager.handle_output(output, shard)
+        loaded = manager.load_input(build_input_context(upstream_output=output))
 
-    assert manager.load_input(build_input_context(upstream_output=output)) == shard
+    assert isinstance(manager, StepOutputIOManager)
+    assert loaded == shard
+    blobs = LocalBlobStore(tmp_path / "blobs")
     assert list(blobs.list(f"{STEP_OUTPUTS_PREFIX}/run-1/")) == [
         f"{STEP_OUTPUTS_PREFIX}/run-1/validated_images.plan_validation_shards/result/shard_003"
         ".pickle"
     ]
-
-
-def test_default_io_manager_override_writes_under_the_projects_blob_root(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DATASET_ASSETS_BLOB_ROOT", str(tmp_path / "blobs"))
-    monkeypatch.setenv("DATASET_ASSETS_METADATA_URI", str(tmp_path / "metadata.db"))
-
-    with build_resources({"io_manager": step_output_io_manager}) as resources:
-        manager = resources.io_manager
-
-    assert isinstance(manager, BlobStepOutputIOManager)
-    assert manager.blobs.root == resources_from_env()["blobs"].store.root == tmp_path / "blobs"
 
 
 def test_shard_threads_follow_the_containers_cpu_limit_not_the_nodes_cores(tmp_path):

@@ -305,8 +305,6 @@ def test_executor_choice_reaches_the_code_server_and_every_launched_pod(
     for settings in ({name: entry.get("value") for name, entry in env.items()}, launched):
         assert settings["DATASET_ASSETS_EXECUTOR"] == kind
         assert settings["DATASET_ASSETS_MAX_CONCURRENT"] == limit
-        assert settings["DAGSTER_DEFAULT_IO_MANAGER_MODULE"] == "dataset_assets.deployment"
-        assert settings["DAGSTER_DEFAULT_IO_MANAGER_ATTRIBUTE"] == "step_output_io_manager"
 
 
 @pytest.mark.parametrize(

@@ -294,7 +294,6 @@ def test_shard_step_pod_reads_stores_and_credentials_from_secret_refs(launched) 
         "key": "postgresql-password",
     }
     assert env["DATASET_ASSETS_EXECUTOR"]["value"] == "k8s"
-    assert env["DAGSTER_DEFAULT_IO_MANAGER_ATTRIBUTE"]["value"] == "step_output_io_manager"
 
 
 def test_step_pod_resources_come_from_the_op_tags(launched) -> None:

@@ -40,11 +40,12 @@ from dagster import (
 )
 
 from dataset_assets.definitions import build_definitions
-from dataset_assets.deployment import STEP_OUTPUTS_PREFIX, deployment_executor
+from dataset_assets.deployment import deployment_executor
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import parse_request
 from dataset_assets.sample_data import SAMPLE_EXPECTATIONS
 from dataset_assets.storage.environment import resources_from_env
+from dataset_assets.storage.io_manager import STEP_OUTPUTS_PREFIX
 from dataset_assets_tests.servers import free_port
 
 psycopg2 = pytest.importorskip(
@@ -188,8 +189,6 @@ def cluster_like(
         **postgres,
         "DAGSTER_HOME": str(dagster_home),
         "DAGSTER_MAX_CONCURRENT_RUNS": "2",
-        "DAGSTER_DEFAULT_IO_MANAGER_MODULE": "dataset_assets.deployment",
-        "DAGSTER_DEFAULT_IO_MANAGER_ATTRIBUTE": "step_output_io_manager",
         "DATASET_ASSETS_MAX_CONCURRENT": str(MAX_CONCURRENT),
         "DATASET_ASSETS_HOME": str(tmp_path / "home"),
         "DATASET_ASSETS_METADATA_URI": mongodb_uri.replace("/?", f"/db_{name}?"),

@@ -7,7 +7,7 @@ from dagster import ConfigurableResource, EnvVar
 from dagster_aws.s3 import S3Resource
 
 from dataset_assets.messaging.kafka import KafkaResource
-from dataset_assets.storage.io_manager import ManifestIOManager
+from dataset_assets.storage.io_manager import ManifestIOManager, StepOutputIOManager
 from dataset_assets.storage.resources import (
     BlobStoreResource,
     MetadataStoreResource,
@@ -47,16 +47,16 @@ def resources_from_env() -> dict[str, ConfigurableResource]:
         endpoint_url=optional_env("DATASET_ASSETS_S3_ENDPOINT_URL"),
         region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
     )
+    blobs = BlobStoreResource(root=from_env("DATASET_ASSETS_BLOB_ROOT", base / "blobs"), s3=s3)
     return {
-        "blobs": BlobStoreResource(
-            root=from_env("DATASET_ASSETS_BLOB_ROOT", base / "blobs"), s3=s3
-        ),
+        "blobs": blobs,
         "metadata": metadata,
         "workspace": WorkspaceResource(
             root=str(base / "work"),
             keep=os.environ.get("DATASET_ASSETS_KEEP_WORKSPACE", "") in {"1", "true", "yes"},
         ),
         "manifest_io_manager": ManifestIOManager(metadata=metadata),
+        "io_manager": StepOutputIOManager(blobs=blobs),
         "kafka": KafkaResource(
             bootstrap_servers=from_env("DATASET_ASSETS_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             sasl_username=optional_env("DATASET_ASSETS_KAFKA_USERNAME"),

@@ -36,8 +36,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/* The project's environment as a list of EnvVar: plain settings, then settings from Secrets.
-Values of secretEnv never pass through the chart: only Secret names and keys do. Step outputs go to
-the blob store (DAGSTER_DEFAULT_IO_MANAGER_*): step pods share no disk. */}}
+Values of secretEnv never pass through the chart: only Secret names and keys do. */}}
 {{- define "dataset-assets.env" -}}
 {{- $kinds := list "k8s" "multiprocess" "in_process" }}
 {{- if not (has .Values.executor.kind $kinds) }}
@@ -53,10 +52,6 @@ the blob store (DAGSTER_DEFAULT_IO_MANAGER_*): step pods share no disk. */}}
   value: {{ .Values.executor.kind | quote }}
 - name: DATASET_ASSETS_MAX_CONCURRENT
   value: {{ $limit | quote }}
-- name: DAGSTER_DEFAULT_IO_MANAGER_MODULE
-  value: dataset_assets.deployment
-- name: DAGSTER_DEFAULT_IO_MANAGER_ATTRIBUTE
-  value: step_output_io_manager
 {{- range $name, $value := .Values.env }}
 {{- if hasKey ($.Values.secretEnv | default dict) $name }}
 {{- fail (printf "env.%s is also in secretEnv: set it only through secretEnv, from a Secret" $name) }}
