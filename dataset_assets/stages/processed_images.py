@@ -7,7 +7,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     DynamicOut,
-    DynamicOutput,
     Failure,
     OpExecutionContext,
     Out,
@@ -26,8 +25,8 @@ from dataset_assets.operations.modes import working_image
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import TransformConfig
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
-from dataset_assets.stages.sharding import Shard, plan_shards, process_shard
-from dataset_assets.stages.tracking import finish_stage, start_stage
+from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
+from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
 
@@ -116,11 +115,14 @@ def plan_transform_shards(
     deduplicated_images: Manifest,
 ):
     """Split the kept images into shards of about `images_per_shard`."""
-    dataset = context.partition_key
-    settings = config.model_dump()
-    start_stage(metadata.store, dataset, "processed_images", context.run.run_id, settings)
-    for shard in plan_shards(deduplicated_images.count, config.images_per_shard, settings):
-        yield DynamicOutput(shard, mapping_key=shard.mapping_key)
+    yield from start_sharded_stage(
+        context,
+        metadata.store,
+        "processed_images",
+        config.model_dump(),
+        deduplicated_images.count,
+        config.images_per_shard,
+    )
 
 
 @op(retry_policy=CPU_RETRY, tags=SHARD_STEP_TAGS)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dagster import OpExecutionContext
+from dagster import DynamicOutput, OpExecutionContext
 
+from dataset_assets.stages.tracking import start_stage
 from dataset_assets.storage.metadata import MetadataStore
 
 BUCKETS = 1 << 16
@@ -50,6 +51,21 @@ def plan_shards(
     total = max(1, min(max_shards, -(-count // images_per_shard)))
     edges = [round(i * BUCKETS / total) for i in range(total + 1)]
     return [Shard(i, total, edges[i], edges[i + 1], settings) for i in range(total)]
+
+
+def start_sharded_stage(
+    context: OpExecutionContext,
+    store: MetadataStore,
+    stage: str,
+    settings: dict[str, Any],
+    count: int,
+    images_per_shard: int,
+) -> Iterator[DynamicOutput[Shard]]:
+    """Record the stage as running with its settings (where the merge step finds them), then
+    one dynamic output per shard for the stage's shard op to fan out over."""
+    start_stage(store, context.partition_key, stage, context.run.run_id, settings)
+    for shard in plan_shards(count, images_per_shard, settings):
+        yield DynamicOutput(shard, mapping_key=shard.mapping_key)
 
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")

@@ -6,7 +6,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     DynamicOut,
-    DynamicOutput,
     Failure,
     OpExecutionContext,
     Out,
@@ -21,8 +20,8 @@ from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import ValidationConfig
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
-from dataset_assets.stages.sharding import Shard, plan_shards, process_shard
-from dataset_assets.stages.tracking import finish_stage, start_stage
+from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
+from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
 
@@ -99,11 +98,14 @@ def plan_validation_shards(
     raw_images: Manifest,
 ):
     """Split the ingested images into shards of about `images_per_shard`."""
-    dataset = context.partition_key
-    settings = config.model_dump()
-    start_stage(metadata.store, dataset, "validated_images", context.run.run_id, settings)
-    for shard in plan_shards(raw_images.count, config.images_per_shard, settings):
-        yield DynamicOutput(shard, mapping_key=shard.mapping_key)
+    yield from start_sharded_stage(
+        context,
+        metadata.store,
+        "validated_images",
+        config.model_dump(),
+        raw_images.count,
+        config.images_per_shard,
+    )
 
 
 @op(retry_policy=CPU_RETRY, tags=SHARD_STEP_TAGS)
