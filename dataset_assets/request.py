@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pydantic
 from dagster import Config, RunConfig
 
+from dataset_assets.ingest.urls import DownloadSettings
 from dataset_assets.operations import OperationPipeline
 from dataset_assets.partitions import check_request_id
 
@@ -30,11 +31,35 @@ class IngestConfig(Config):
     """Where the images come from and which files count as candidates."""
 
     dataset_key: str = pydantic.Field(
-        description="Local folder, .zip, .tar or .tar.gz of images (class folders give labels)."
+        description="Local folder, .zip, .tar or .tar.gz of images (class folders give labels), "
+        "an S3 prefix or archive, or a list of image URLs (.txt, .csv, .tsv, .jsonl)."
     )
     max_file_bytes: int = pydantic.Field(
         default=100 * 1024 * 1024, gt=0, description="Larger files are rejected as file_too_large."
     )
+    download_workers: int = pydantic.Field(
+        default=16, ge=1, le=256, description="URL lists: downloads in flight at once."
+    )
+    download_timeout_s: float = pydantic.Field(
+        default=10.0, gt=0, le=600, description="URL lists: seconds to connect and per read."
+    )
+    download_retries: int = pydantic.Field(
+        default=2, ge=0, le=10, description="URL lists: retries on timeouts, 429 and 5xx."
+    )
+    allow_private_hosts: bool = pydantic.Field(
+        default=False,
+        description="URL lists: also fetch from loopback, private and link-local addresses.",
+    )
+
+    @property
+    def downloads(self) -> DownloadSettings:
+        return DownloadSettings(
+            workers=self.download_workers,
+            timeout_s=self.download_timeout_s,
+            retries=self.download_retries,
+            max_bytes=self.max_file_bytes,
+            allow_private_hosts=self.allow_private_hosts,
+        )
 
 
 class ValidationConfig(Config):

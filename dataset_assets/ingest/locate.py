@@ -1,4 +1,5 @@
-"""Where a request's `dataset_key` points: a local path, or an object or prefix on S3.
+"""Where a request's `dataset_key` points: a local path, an object or prefix on S3, or a list of
+image URLs (local or on S3).
 
 A key that is not an existing local path and not an `s3://` URL, like the seed's
 `images/kanagawa.zip`, is looked up in `DATASET_ASSETS_SOURCE_BUCKET` when that is set.
@@ -10,8 +11,20 @@ from pathlib import Path
 
 from botocore.client import BaseClient
 
-from dataset_assets.ingest.s3_sources import is_s3_url, iter_s3_entries, resolve_s3_source
+from dataset_assets.ingest.s3_sources import (
+    is_s3_url,
+    iter_s3_entries,
+    resolve_s3_source,
+    s3_text_lines,
+)
 from dataset_assets.ingest.sources import Entry, SourceError, iter_entries, resolve_source
+from dataset_assets.ingest.urls import (
+    DownloadSettings,
+    is_url_list,
+    iter_url_entries,
+    open_url_list,
+    read_url_list,
+)
 
 ClientFactory = Callable[[], BaseClient]
 
@@ -24,17 +37,37 @@ def source_url(dataset_key: str) -> str:
     return f"s3://{bucket}/{dataset_key.lstrip('/')}"
 
 
+def _names_url_list(url: str) -> bool:
+    return is_url_list(url) and (is_s3_url(url) or not Path(url).expanduser().is_dir())
+
+
+def _url_list_lines(url: str, s3: ClientFactory) -> Iterator[str]:
+    if is_s3_url(url):
+        return s3_text_lines(s3(), url)
+    return open_url_list(Path(url).expanduser())
+
+
 def check_source(dataset_key: str, s3: ClientFactory) -> str:
     """Raise `SourceError` naming the key unless the source exists; returns where it is."""
     url = source_url(dataset_key)
+    if _names_url_list(url):
+        lines = _url_list_lines(url, s3)
+        next(iter(lines), None)
+        lines.close()
+        return url
     if is_s3_url(url):
         return str(resolve_s3_source(s3(), url))
     return str(resolve_source(url))
 
 
-def open_entries(dataset_key: str, s3: ClientFactory, scratch: Path) -> Iterator[Entry]:
-    """The source's entries; S3 archives that need seeking are spooled into `scratch`."""
+def open_entries(
+    dataset_key: str, s3: ClientFactory, scratch: Path, downloads: DownloadSettings
+) -> Iterator[Entry]:
+    """The source's entries; S3 archives that need seeking, and downloads, are spooled into
+    `scratch`."""
     url = source_url(dataset_key)
+    if _names_url_list(url):
+        return iter_url_entries(read_url_list(_url_list_lines(url, s3), url), downloads, scratch)
     if is_s3_url(url):
         client = s3()
         return iter_s3_entries(client, resolve_s3_source(client, url), scratch)

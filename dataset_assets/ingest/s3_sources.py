@@ -118,6 +118,21 @@ def iter_s3_entries(client: BaseClient, source: S3Source, spool_dir: Path) -> It
         yield from _prefix_entries(client, source)
 
 
+def s3_text_lines(client: BaseClient, url: str) -> Iterator[str]:
+    """The lines of a text object (a URL list), streamed from the response, ends kept."""
+    bucket, key = parse_s3_url(url)
+    try:
+        with s3_errors(client, bucket):
+            if not key or not _object_exists(client, bucket, key):
+                raise SourceError(f"dataset_key {url!r}: no such object in bucket {bucket!r}")
+            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    except MissingBucketError as error:
+        raise SourceError(f"dataset_key {url!r}: {error}") from None
+    with closing(body):
+        for line in body.iter_lines(keepends=True):
+            yield line.decode("utf-8", errors="replace")
+
+
 def _is_archive(key: str) -> bool:
     return not key.endswith("/") and key.lower().endswith(ARCHIVE_SUFFIXES)
 

@@ -33,6 +33,8 @@ class Entry:
     open: Callable[[], BinaryIO] | None = None
     reason: str | None = None
     message: str | None = None
+    origin: str | None = None
+    """Where the file was fetched from, when that is not the dataset itself (a URL)."""
 
     @property
     def is_sidecar(self) -> bool:

@@ -27,6 +27,9 @@ REASONS = {
     "unsafe_path": "The archive entry would escape the dataset (absolute path or '..').",
     "symlink": "A symbolic or hard link; links are never followed.",
     "not_a_file": "A device, fifo or other special file.",
+    "bad_url": "A line of the URL list that is not an http(s) URL.",
+    "blocked_host": "The URL, or a redirect, points at a loopback, private or link-local address.",
+    "download_failed": "The URL could not be fetched (HTTP error or network failure, retried).",
     "transform_error": "An operation failed on this image.",
 }
 DECODED = ("valid", "unique", "duplicate", "processed", "failed")

@@ -115,7 +115,8 @@ def raw_images(
     def records():
         with workspace.step_dir(context.run.run_id, "raw_images") as scratch:
             spool = scratch / "entry"
-            for entry in open_entries(config.dataset_key, blobs.s3_client, scratch):
+            entries = open_entries(config.dataset_key, blobs.s3_client, scratch, config.downloads)
+            for entry in entries:
                 if entry.is_sidecar and not entry.reason:
                     _store_sidecar(entry, blob_store, dataset, config.max_file_bytes)
                     counts["sidecars"] += 1
@@ -129,6 +130,7 @@ def raw_images(
                     {
                         **fields,
                         "source": entry.path,
+                        **({"origin": entry.origin} if entry.origin else {}),
                         "bucket": bucket_of(image_id),
                         "ingest_run": context.run.run_id,
                         **({"reject_stage": "ingest"} if fields["status"] == "rejected" else {}),

@@ -58,7 +58,15 @@ def tiered_storage(
                 store.iter_images(
                     dataset,
                     status="processed",
-                    fields=("image_id", "source", "sha256", "validation", "outputs", "label"),
+                    fields=(
+                        "image_id",
+                        "source",
+                        "origin",
+                        "sha256",
+                        "validation",
+                        "outputs",
+                        "label",
+                    ),
                 )
             ):
                 tier = "hot" if index < config.hot_storage_threshold else "cold"
@@ -71,6 +79,7 @@ def tiered_storage(
                         "key": f"{tier}/{output['name']}",
                         "label": doc.get("label"),
                         "source": doc["source"],
+                        **({"url": doc["origin"]} if doc.get("origin") else {}),
                         "width": output["width"],
                         "height": output["height"],
                         "format": output["format"],

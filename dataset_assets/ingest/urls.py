@@ -1,0 +1,285 @@
+"""A list of image URLs (what img2dataset reads) as the entries of a dataset.
+
+A `dataset_key` naming a `.txt` (one URL per line, `#` comments), `.csv` / `.tsv` (a `url`
+column and an optional `label` column) or `.jsonl` (`{"url": ..., "label": ...}` per line) file,
+local or on S3, is a list of images to download. Downloads run in a bounded thread pool, each
+streamed to a spool file with the size limit enforced as bytes arrive, and are retried with
+backoff on timeouts, dropped connections, 429 and 5xx. A URL that cannot be fetched becomes a
+rejected entry (`bad_url`, `blocked_host`, `download_failed`, `file_too_large`) naming the URL,
+its line and the cause; it never fails the run.
+
+Only http and https are fetched, and by default only from public addresses: a request cannot make
+the pipeline read loopback, private or link-local hosts (a cloud metadata endpoint, say), nor be
+redirected to one. Each entry is named `<label>/<url stem>-<url hash><extension>`, so a label
+column gives folder labels, the same URL always maps to the same image record, and the extension
+follows the response's Content-Type.
+"""
+
+import csv
+import hashlib
+import http.client
+import ipaddress
+import json
+import mimetypes
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from dataset_assets.ingest.sources import Entry, SourceError
+from dataset_assets.stages.sharding import map_in_pool
+
+URL_LIST_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+CHUNK = 1024 * 1024
+
+
+def _user_agent() -> str:
+    try:
+        return f"dataset-assets/{version('dataset-assets')}"
+    except PackageNotFoundError:
+        return "dataset-assets"
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """How the URLs of a list are fetched (the request's `ingest` section)."""
+
+    workers: int = 16
+    timeout_s: float = 10.0
+    retries: int = 2
+    max_bytes: int = 100 * 1024 * 1024
+    allow_private_hosts: bool = False
+
+
+@dataclass(frozen=True)
+class UrlRow:
+    """One line of a URL list."""
+
+    line: int
+    url: str
+    label: str = ""
+
+    @property
+    def path(self) -> str:
+        """The entry's path in the dataset, before the response names its type."""
+        parsed = PurePosixPath(unquote(urlsplit(self.url).path))
+        suffix = parsed.suffix.lower() if parsed.suffix.lower() in IMAGE_SUFFIXES else ""
+        return self.path_with(suffix)
+
+    def path_with(self, suffix: str) -> str:
+        stem = PurePosixPath(unquote(urlsplit(self.url).path)).stem
+        stem = SAFE_NAME.sub("_", stem).strip("._")[:60] or "image"
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:10]
+        name = f"{stem}-{digest}{suffix}"
+        return f"{self.label}/{name}" if self.label else name
+
+
+def is_url_list(name: str) -> bool:
+    return name.lower().endswith(URL_LIST_SUFFIXES)
+
+
+def check_url_list_header(first_line: str, name: str) -> None:
+    """Fail before any download when a CSV/TSV list has no `url` column."""
+    if name.lower().endswith((".csv", ".tsv")):
+        delimiter = "\t" if name.lower().endswith(".tsv") else ","
+        columns = [c.strip().lower() for c in next(csv.reader([first_line], delimiter=delimiter))]
+        if "url" not in columns:
+            raise SourceError(
+                f"URL list {name!r} has no 'url' column (columns: {', '.join(columns) or 'none'})"
+            )
+
+
+def read_url_list(lines: Iterable[str], name: str) -> Iterator[UrlRow | Entry]:
+    """The rows of a URL list in file order; a line that is not a usable URL is a rejected entry."""
+    lowered = name.lower()
+    if lowered.endswith((".csv", ".tsv")):
+        delimiter = "\t" if lowered.endswith(".tsv") else ","
+        reader = csv.DictReader(lines, delimiter=delimiter)
+        reader.fieldnames = [field.strip().lower() for field in reader.fieldnames or []]
+        for number, record in enumerate(reader, start=2):
+            yield _row(number, record.get("url") or "", record.get("label") or "", name)
+    elif lowered.endswith(".jsonl"):
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+                url, label = record["url"], record.get("label") or ""
+            except (ValueError, KeyError, TypeError) as error:
+                yield _bad(number, text.strip()[:200], f"not a JSON object with 'url' ({error})")
+                continue
+            yield _row(number, str(url), str(label), name)
+    else:
+        for number, text in enumerate(lines, start=1):
+            url = text.strip()
+            if url and not url.startswith("#"):
+                yield _row(number, url, "", name)
+
+
+def _row(number: int, url: str, label: str, name: str) -> UrlRow | Entry:
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        return _bad(number, url, "only http:// and https:// URLs with a host are downloaded")
+    return UrlRow(number, url, SAFE_NAME.sub("_", label.strip()).strip("._")[:64])
+
+
+def _bad(number: int, url: str, why: str) -> Entry:
+    digest = hashlib.sha256(f"{number}:{url}".encode()).hexdigest()[:10]
+    return Entry(
+        f"invalid-url-{number}-{digest}",
+        None,
+        reason="bad_url",
+        message=f"line {number}: {url!r}: {why}",
+        origin=url,
+    )
+
+
+def iter_url_entries(
+    rows: Iterable[UrlRow | Entry], settings: DownloadSettings, spool_dir: Path
+) -> Iterator[Entry]:
+    """Download the rows' URLs in a pool, at most 2 x workers at a time, as entries.
+
+    Each downloaded entry reads its spool file, which is deleted once the caller asks for the
+    next entry: read each entry before asking for the next.
+    """
+    opener = _opener(settings.allow_private_hosts)
+
+    def fetch(row: UrlRow | Entry) -> tuple[Entry, Path | None]:
+        if isinstance(row, Entry):
+            return row, None
+        return download(row, settings, spool_dir, opener)
+
+    for entry, spool in map_in_pool(fetch, rows, settings.workers):
+        yield entry
+        if spool is not None:
+            spool.unlink(missing_ok=True)
+
+
+class BlockedHostError(urllib.error.URLError):
+    """The URL, or a redirect, points at an address a request may not reach."""
+
+
+def _check_host(url: str, allow_private: bool) -> None:
+    host = urlsplit(url).hostname or ""
+    if allow_private:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror as error:
+        raise urllib.error.URLError(f"cannot resolve host {host!r} ({error.strerror})") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not ip.is_global:
+            raise BlockedHostError(
+                f"host {host!r} resolves to the non-public address {ip} "
+                "(set ingest.allow_private_hosts to fetch from it)"
+            )
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects only to hosts the request may reach."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme.lower() not in {"http", "https"}:
+            raise BlockedHostError(f"redirect to {newurl!r}: only http and https are followed")
+        _check_host(newurl, self.allow_private)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(allow_private: bool) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_CheckedRedirects(allow_private))
+
+
+def download(
+    row: UrlRow, settings: DownloadSettings, spool_dir: Path, opener: urllib.request.OpenerDirector
+) -> tuple[Entry, Path | None]:
+    """Fetch one URL into a spool file; the entry, or a rejected entry naming the cause."""
+    headers = {"User-Agent": _user_agent(), "Accept": "image/*,*/*;q=0.5"}
+    for attempt in range(settings.retries + 1):
+        retry_in = min(8.0, 0.25 * 2**attempt)
+        spool = spool_dir / f"{uuid.uuid4().hex}.download"
+        try:
+            _check_host(row.url, settings.allow_private_hosts)
+            request = urllib.request.Request(row.url, headers=headers)
+            with opener.open(request, timeout=settings.timeout_s) as response:
+                return _save(row, response, spool, settings.max_bytes)
+        except BlockedHostError as error:
+            return _rejected(row, "blocked_host", str(error.reason)), None
+        except urllib.error.HTTPError as error:
+            cause = f"HTTP {error.code} {error.reason}"
+            if error.code not in RETRY_STATUSES:
+                return _rejected(row, "download_failed", cause), None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            reason = getattr(error, "reason", None) or error
+            cause = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+        spool.unlink(missing_ok=True)
+        if attempt < settings.retries:
+            time.sleep(retry_in)
+    tries = settings.retries + 1
+    return _rejected(row, "download_failed", f"{cause} (after {tries} attempts)"), None
+
+
+def _save(
+    row: UrlRow, response: http.client.HTTPResponse, spool: Path, max_bytes: int
+) -> tuple[Entry, Path | None]:
+    length = response.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        return _too_large(row, int(length), max_bytes), None
+    size = 0
+    with open(spool, "wb") as out:
+        while chunk := response.read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                out.close()
+                spool.unlink(missing_ok=True)
+                return _too_large(row, size, max_bytes), None
+            out.write(chunk)
+    content_type = response.headers.get_content_type()
+    suffix = PurePosixPath(row.path).suffix
+    if content_type.startswith("image/"):
+        guessed = mimetypes.guess_extension(content_type) or suffix
+        suffix = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(guessed, guessed)
+    entry = Entry(row.path_with(suffix), size, open=partial(open, spool, "rb"), origin=row.url)
+    return entry, spool
+
+
+def _rejected(row: UrlRow, reason: str, cause: str) -> Entry:
+    return Entry(
+        row.path,
+        None,
+        reason=reason,
+        message=f"line {row.line}: {row.url}: {cause}",
+        origin=row.url,
+    )
+
+
+def _too_large(row: UrlRow, size: int, limit: int) -> Entry:
+    return _rejected(row, "file_too_large", f"{size} bytes or more exceeds the limit of {limit}")
+
+
+def open_url_list(path: Path) -> Iterator[str]:
+    """The lines of a local URL list, checked for a `url` column first."""
+    try:
+        handle = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115 - closed by `with` below
+    except OSError as error:
+        raise SourceError(f"URL list {str(path)!r}: {error.strerror}") from None
+    with handle:
+        first = handle.readline()
+        check_url_list_header(first, path.name)
+        yield first
+        yield from handle

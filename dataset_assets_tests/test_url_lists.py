@@ -1,0 +1,238 @@
+"""Lists of image URLs as a source, downloaded from a real HTTP server on loopback."""
+
+import io
+import json
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataset_assets.ingest.locate import check_source, open_entries
+from dataset_assets.ingest.sources import SourceError
+from dataset_assets.ingest.urls import DownloadSettings, read_url_list
+from dataset_assets_tests.images import photo
+
+
+def image_bytes(seed: int, fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    photo(64, 48, seed).save(out, fmt)
+    return out.getvalue()
+
+
+class ImageServer(ThreadingHTTPServer):
+    """Serves images, errors, a flaky path, a redirect and a slow path; counts every hit."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that stops reading (the size limit, a timeout) is expected here."""
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ImageServer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.hits[self.path] += 1
+            hits = self.server.hits[self.path]
+        if self.path.startswith("/img/"):
+            self._send(200, image_bytes(zlib.crc32(self.path.encode())), "image/png")
+        elif self.path == "/photo?id=7":
+            self._send(200, image_bytes(7, "JPEG"), "image/jpeg")
+        elif self.path == "/flaky.png":
+            if hits < 3:
+                self._send(503, b"busy", "text/plain")
+            else:
+                self._send(200, image_bytes(3), "image/png")
+        elif self.path == "/down.png":
+            self._send(503, b"down", "text/plain")
+        elif self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/img/redirected.png")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/huge.png":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            for _ in range(64):  # no Content-Length: the limit holds while reading
+                self.wfile.write(b"\0" * 65536)
+        elif self.path == "/slow.png":
+            time.sleep(3)
+            self._send(200, image_bytes(5), "image/png")
+        elif self.path == "/page.jpg":
+            self._send(200, b"<html>not an image</html>", "text/html")
+        else:
+            self._send(404, b"no such image", "text/plain")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[ImageServer]:
+    httpd = ImageServer()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_txt_csv_tsv_and_jsonl_lists_give_rows_and_report_bad_lines() -> None:
+    text = ["# a comment\n", "\n", "https://a.example/x/cat.jpg\n", "file:///etc/passwd\n"]
+    rows = list(read_url_list(text, "urls.txt"))
+    assert [getattr(row, "url", None) for row in rows] == ["https://a.example/x/cat.jpg", None]
+    assert rows[0].line == 3 and rows[0].path.startswith("cat-") and rows[0].path.endswith(".jpg")
+    assert rows[1].reason == "bad_url" and "line 4" in rows[1].message
+
+    csv_rows = list(
+        read_url_list(["URL,Label\n", "http://h/a.png,cat\n", "ftp://h/b.png,dog\n"], "l.csv")
+    )
+    assert csv_rows[0].label == "cat" and csv_rows[0].path.startswith("cat/a-")
+    assert csv_rows[1].reason == "bad_url" and "line 3" in csv_rows[1].message
+
+    tsv_rows = list(read_url_list(["url\tlabel\n", "http://h/a.png\t../../etc\n"], "l.tsv"))
+    assert tsv_rows[0].label == "etc"  # a label never escapes the dataset
+
+    jsonl = ['{"url": "http://h/1.png", "label": "bird"}\n', "{not json\n", '{"href": "x"}\n']
+    json_rows = list(read_url_list(jsonl, "l.jsonl"))
+    assert json_rows[0].label == "bird"
+    assert [row.reason for row in json_rows[1:]] == ["bad_url", "bad_url"]
+
+
+def test_a_csv_list_without_a_url_column_fails_before_any_download(tmp_path: Path) -> None:
+    listing = tmp_path / "images.csv"
+    listing.write_text("link,label\nhttp://h/a.png,cat\n")
+    with pytest.raises(SourceError, match="no 'url' column \\(columns: link, label\\)"):
+        check_source(str(listing), lambda: None)
+    with pytest.raises(SourceError, match="No such file"):
+        check_source(str(tmp_path / "missing.txt"), lambda: None)
+
+
+def _download(urls: list[str], tmp_path: Path, **settings: Any) -> dict[str, Any]:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{url}\n" for url in urls))
+    spool = tmp_path / "spool"
+    spool.mkdir(exist_ok=True)
+    found = {}
+    defaults = {"allow_private_hosts": True, "timeout_s": 1.0}
+    for entry in open_entries(
+        str(listing), lambda: None, spool, DownloadSettings(**{**defaults, **settings})
+    ):
+        body = entry.open().read() if entry.open else None
+        found[entry.origin] = (entry.path, entry.reason, entry.message, body)
+    assert not list(spool.iterdir()), "every download's spool file is removed"
+    return found
+
+
+def test_downloads_retry_follow_redirects_and_name_every_failure(
+    server: ImageServer, tmp_path: Path
+) -> None:
+    base = server.base
+    urls = [
+        f"{base}/img/a.png",
+        f"{base}/photo?id=7",
+        f"{base}/flaky.png",
+        f"{base}/redirect",
+        f"{base}/missing.png",
+        f"{base}/down.png",
+        f"{base}/huge.png",
+        f"{base}/slow.png",
+    ]
+    found = _download(urls, tmp_path, retries=2, max_bytes=1_000_000, workers=4)
+
+    path, reason, _, body = found[f"{base}/img/a.png"]
+    assert reason is None and body == image_bytes(zlib.crc32(b"/img/a.png"))
+    path, reason, _, body = found[f"{base}/photo?id=7"]
+    assert path.startswith("photo-") and path.endswith(".jpg") and body[:2] == b"\xff\xd8"
+    assert found[f"{base}/flaky.png"][1] is None and server.hits["/flaky.png"] == 3
+    assert found[f"{base}/redirect"][3] == image_bytes(zlib.crc32(b"/img/redirected.png"))
+
+    _, reason, message, _ = found[f"{base}/missing.png"]
+    assert reason == "download_failed" and "HTTP 404" in message and "line 5" in message
+    assert server.hits["/missing.png"] == 1, "a 404 is not retried"
+    _, reason, message, _ = found[f"{base}/down.png"]
+    assert reason == "download_failed" and "HTTP 503" in message and "after 3 attempts" in message
+    assert found[f"{base}/huge.png"][1] == "file_too_large"
+    _, reason, message, _ = found[f"{base}/slow.png"]
+    assert reason == "download_failed" and "timed out" in message
+
+
+def test_loopback_private_and_metadata_hosts_are_refused_by_default(
+    server: ImageServer, tmp_path: Path
+) -> None:
+    urls = [
+        f"{server.base}/img/a.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/x.png",
+    ]
+    found = _download(urls, tmp_path, allow_private_hosts=False)
+
+    assert {entry[1] for entry in found.values()} == {"blocked_host"}
+    assert "169.254.169.254" in found[urls[1]][2] and "allow_private_hosts" in found[urls[1]][2]
+    assert not server.hits, "nothing was requested from a refused host"
+
+
+def test_a_labelled_url_list_becomes_a_labelled_dataset_with_urls_in_the_manifest(
+    pipeline: Any, server: ImageServer, tmp_path: Path
+) -> None:
+    base = server.base
+    listing = tmp_path / "images.csv"
+    rows = [f"{base}/img/cat{i}.png,cat" for i in range(3)] + [
+        f"{base}/img/dog{i}.png,dog" for i in range(2)
+    ]
+    rows += [f"{base}/missing.png,dog", f"{base}/page.jpg,cat", "gopher://old/x.png,cat"]
+    listing.write_text("url,label\n" + "\n".join(rows) + "\n")
+    request = {
+        "request_id": "from-urls",
+        "dataset_key": str(listing),
+        "ingest": {"allow_private_hosts": True, "download_retries": 0},
+    }
+
+    result = pipeline.run(request)
+
+    assert result.success
+    store = pipeline.metadata
+    rejects = {
+        doc["origin"]: doc["reject_reason"]
+        for doc in store.iter_images("from-urls", status="rejected")
+    }
+    assert rejects == {
+        f"{base}/missing.png": "download_failed",
+        f"{base}/page.jpg": "not_an_image",
+        "gopher://old/x.png": "bad_url",
+    }
+    outputs = pipeline.outputs("from-urls")
+    manifest = [json.loads(line) for line in outputs["manifest.jsonl"].decode().splitlines()]
+    assert Counter(line["label"] for line in manifest) == {"cat": 3, "dog": 2}
+    assert {line["url"] for line in manifest} == {row.split(",")[0] for row in rows[:5]}
+    assert sum(1 for key in outputs if key.startswith(("hot/cat/", "cold/cat/"))) == 3
+
+    again = pipeline.run(request)
+    assert again.success
+    assert store.count_images("from-urls") == 8, "a re-run keeps one record per URL"
