@@ -222,7 +222,9 @@ class DatasetRequest(pydantic.BaseModel):
     @classmethod
     def _non_empty_key(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("dataset_key is empty: name a folder, .zip or .tar of images")
+            raise ValueError(
+                "dataset_key is empty: name a folder, .zip or .tar of images, or a URL list"
+            )
         return value
 
     @pydantic.field_validator("operations")

@@ -4,6 +4,7 @@ import io
 import json
 import threading
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from dataset_assets.ingest.locate import check_source, open_entries
 from dataset_assets.ingest.sources import SourceError
 from dataset_assets.ingest.urls import DownloadSettings, read_url_list
+from dataset_assets.storage.s3 import s3_client
 from dataset_assets_tests.images import photo
 
 
@@ -236,3 +238,26 @@ def test_a_labelled_url_list_becomes_a_labelled_dataset_with_urls_in_the_manifes
     again = pipeline.run(request)
     assert again.success
     assert store.count_images("from-urls") == 8, "a re-run keeps one record per URL"
+
+
+def test_a_url_list_on_s3_is_streamed_and_a_missing_one_is_named(
+    server: ImageServer, s3_endpoint: str, tmp_path: Path
+) -> None:
+    client = s3_client(
+        s3_endpoint, "us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    bucket = f"lists-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    lines = [f'{{"url": "{server.base}/img/s3-{i}.png", "label": "s3"}}' for i in range(3)]
+    client.put_object(Bucket=bucket, Key="lists/today.jsonl", Body="\n".join(lines).encode())
+    url = f"s3://{bucket}/lists/today.jsonl"
+
+    assert check_source(url, lambda: client) == url
+    settings = DownloadSettings(allow_private_hosts=True)
+    entries = open_entries(url, lambda: client, tmp_path, settings)
+    found = {entry.origin: (entry.path, entry.open().read()) for entry in entries}
+
+    assert len(found) == 3 and all(path.startswith("s3/s3-") for path, _ in found.values())
+    assert found[f"{server.base}/img/s3-0.png"][1] == image_bytes(zlib.crc32(b"/img/s3-0.png"))
+    with pytest.raises(SourceError, match=f"no such object in bucket '{bucket}'"):
+        check_source(f"s3://{bucket}/lists/missing.txt", lambda: client)

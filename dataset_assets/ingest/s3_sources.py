@@ -24,6 +24,7 @@ from botocore.client import BaseClient
 
 from dataset_assets.ingest.sources import (
     ARCHIVE_SUFFIXES,
+    URL_LIST_SUFFIXES,
     Entry,
     SourceError,
     is_hidden,
@@ -98,7 +99,8 @@ def resolve_s3_source(client: BaseClient, url: str) -> S3Source:
             if key and _object_exists(client, bucket, key):
                 raise SourceError(
                     f"dataset_key {url!r} is an object but not an archive: "
-                    f"use a prefix or one of {', '.join(ARCHIVE_SUFFIXES)}"
+                    f"use a prefix, one of {', '.join(ARCHIVE_SUFFIXES)}, "
+                    f"or a list of image URLs ({', '.join(URL_LIST_SUFFIXES)})"
                 )
             raise SourceError(f"dataset_key {url!r}: no objects under this prefix")
     except MissingBucketError as error:

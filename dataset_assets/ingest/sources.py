@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+URL_LIST_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
 SIDECAR_SUFFIXES = frozenset({".csv", ".json", ".jsonl", ".txt", ".md", ".yaml", ".yml", ".xml"})
 
 
@@ -54,7 +55,8 @@ def resolve_source(dataset_key: str) -> Path:
     if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
         raise SourceError(
             f"dataset_key {dataset_key!r} is a file but not an archive: "
-            f"use a folder or one of {', '.join(ARCHIVE_SUFFIXES)}"
+            f"use a folder, one of {', '.join(ARCHIVE_SUFFIXES)}, "
+            f"or a list of image URLs ({', '.join(URL_LIST_SUFFIXES)})"
         )
     return path
 

@@ -34,10 +34,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from dataset_assets.ingest.sources import Entry, SourceError
+from dataset_assets.ingest.sources import URL_LIST_SUFFIXES, Entry, SourceError
 from dataset_assets.stages.sharding import map_in_pool
 
-URL_LIST_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
