@@ -29,7 +29,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -43,6 +43,7 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 CHUNK = 1024 * 1024
 
 
+@cache
 def _user_agent() -> str:
     try:
         return f"dataset-assets/{version('dataset-assets')}"
