@@ -171,6 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     request = load_request(args.target, args.op, args.request_id, args.mode)
     instance = register(request)
     from dataset_assets.definitions import build_definitions
+    from dataset_assets.failures import failure_cause
     from dataset_assets.storage.environment import resources_from_env
 
     resources = resources_from_env()
@@ -193,7 +194,8 @@ def _run(args: argparse.Namespace) -> int:
         done.set()
         watcher.join()
     if not result.success:
-        reason = _failure(result)
+        stage, cause = failure_cause(result.all_events)
+        reason = f"{stage}: {cause}" if stage else cause
         store.track_request(request.id, status="failed", error=reason)
         raise CommandError(reason)
     tracked = store.get_request(request.id) or {}
@@ -233,20 +235,6 @@ def _show_progress(request_id: str, done: threading.Event) -> None:
                 print(f"  {stage:<20} {count:>6} images  {seconds:>7.2f} s")
         if finished:
             return
-
-
-def _failure(result) -> str:
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            if data.user_failure_data and data.user_failure_data.description:
-                return f"{event.step_key}: {data.user_failure_data.description}"
-            error = data.error
-            while error is not None and error.cause is not None:
-                error = error.cause
-            message = error.message.strip().splitlines()[-1] if error else "failed"
-            return f"{event.step_key}: {error.cls_name if error else 'Error'}: {message}"
-    return "run failed"
 
 
 def _submit(args: argparse.Namespace) -> int:

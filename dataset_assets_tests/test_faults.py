@@ -62,14 +62,15 @@ def test_a_permanent_blob_fault_fails_the_step_with_its_cause(pipeline, make_ima
     assert pipeline.metadata.get_request("down")["current_stage"] == "processed_images"
 
 
-def test_the_cli_names_the_root_cause_of_a_step_that_ran_out_of_retries(
+def test_the_root_cause_of_a_step_that_ran_out_of_retries_is_named(
     pipeline, make_images, monkeypatch
 ):
-    from dataset_assets.cli import _failure
+    from dataset_assets.failures import failure_cause
 
     source = make_images({"c/a.png": (64, 64)})
     Outage(remaining=10_000).install(monkeypatch)
     result = pipeline.run({"request_id": "cause", "dataset_key": str(source), "operations": OPS})
-    reason = _failure(result)
-    assert reason.startswith("processed_images.transform_shard[shard_000]: ConnectionError: ")
-    assert "blob store unavailable while writing processed/cause/" in reason
+    stage, cause = failure_cause(result.all_events)
+    assert stage == "processed_images"
+    assert cause.startswith("ConnectionError: ")
+    assert "blob store unavailable while writing processed/cause/" in cause

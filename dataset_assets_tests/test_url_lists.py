@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from dataset_assets.failures import failure_cause
 from dataset_assets.ingest.locate import check_source, open_entries
 from dataset_assets.ingest.sources import SourceError
 from dataset_assets.ingest.urls import DownloadSettings, read_url_list
@@ -261,3 +262,21 @@ def test_a_url_list_on_s3_is_streamed_and_a_missing_one_is_named(
     assert found[f"{server.base}/img/s3-0.png"][1] == image_bytes(zlib.crc32(b"/img/s3-0.png"))
     with pytest.raises(SourceError, match=f"no such object in bucket '{bucket}'"):
         check_source(f"s3://{bucket}/lists/missing.txt", lambda: client)
+
+
+def test_a_list_whose_urls_are_all_refused_fails_saying_why(
+    pipeline: Any, server: ImageServer, tmp_path: Path
+) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{server.base}/img/{i}.png\n" for i in range(3)))
+
+    result = pipeline.run({"request_id": "refused", "dataset_key": str(listing)})
+
+    assert not result.success
+    stage, cause = failure_cause(result.all_events)
+    assert stage == "validated_images"
+    assert cause == (
+        "check invalid_ratio failed: 3 of 3 images rejected "
+        "(invalid ratio 1.00, max_invalid_ratio 0.50): blocked_host 3"
+    )
+    assert not server.hits

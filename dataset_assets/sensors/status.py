@@ -22,7 +22,6 @@ from typing import Any
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
-    DagsterEvent,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
@@ -33,6 +32,7 @@ from dagster import (
     sensor,
 )
 
+from dataset_assets.failures import failure_cause
 from dataset_assets.jobs import process_dataset
 from dataset_assets.messaging.kafka import KafkaResource, status_event
 from dataset_assets.sensors.switch import default_status
@@ -154,30 +154,14 @@ def _event(
         store.track_request(request_id, status=kind, run_id=run.run_id, error=None)
         counts = (store.get_request(request_id) or {}).get("metrics")
         return status_event(request_id, kind, run.run_id, counts=counts)
-    step_failures = [
+    events = [
         entry.dagster_event
-        for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+        for entry in instance.all_logs(
+            run.run_id,
+            of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.ASSET_CHECK_EVALUATION},
+        )
         if entry.dagster_event is not None
     ]
-    stage, error = failure_cause(step_failures, record.event_log_entry.dagster_event)
+    stage, error = failure_cause(events, record.event_log_entry.dagster_event)
     store.track_request(request_id, status=kind, run_id=run.run_id, error=error, failed_stage=stage)
     return status_event(request_id, kind, run.run_id, stage=stage, error=error)
-
-
-def failure_cause(
-    step_failures: list[DagsterEvent], run_end: DagsterEvent | None
-) -> tuple[str | None, str]:
-    """The stage that failed first and its root cause: a `Failure`'s description, else the
-    innermost exception; the run's own message (a failure or cancellation) when no step failed."""
-    for event in step_failures:
-        data = event.step_failure_data
-        stage = (event.step_key or "").split(".")[0] or None
-        if data.user_failure_data and data.user_failure_data.description:
-            return stage, data.user_failure_data.description
-        error = data.error
-        while error is not None and error.cause is not None:
-            error = error.cause
-        if error is not None:
-            lines = error.message.strip().splitlines() or [""]
-            return stage, f"{error.cls_name}: {lines[-1]}"
-    return None, (run_end.message if run_end else None) or "run failed"

@@ -266,5 +266,9 @@ def duplicate_ratio(deduplicated_images: Manifest) -> AssetCheckResult:
     return AssetCheckResult(
         passed=summary["duplicate_ratio"] <= summary["max_duplicate_ratio"],
         severity=AssetCheckSeverity.ERROR,
+        description=f"{summary['duplicates']} duplicates ({summary['exact_duplicates']} exact, "
+        f"{summary['near_duplicates']} near) of {summary['unique'] + summary['duplicates']} "
+        f"images (duplicate ratio {summary['duplicate_ratio']:.2f}, max_duplicate_ratio "
+        f"{summary['max_duplicate_ratio']:.2f})",
         metadata={key: summary[key] for key in ("duplicate_ratio", "max_duplicate_ratio")},
     )

@@ -217,5 +217,6 @@ def processed_images_not_empty(processed_images: Manifest) -> AssetCheckResult:
     return AssetCheckResult(
         passed=processed_images.count > 0,
         severity=AssetCheckSeverity.ERROR,
+        description=f"{processed_images.count} images processed",
         metadata={"processed": processed_images.count},
     )

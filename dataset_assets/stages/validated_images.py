@@ -210,8 +210,17 @@ def validated_images(raw_images: Manifest) -> Manifest:
 def invalid_ratio(validated_images: Manifest) -> AssetCheckResult:
     """Stops a dataset whose share of rejected images exceeds `max_invalid_ratio`."""
     summary = validated_images.summary
+    reasons = sorted(
+        ((count, reason) for reason, count in (summary.get("reasons") or {}).items() if reason),
+        reverse=True,
+    )
+    total = summary["valid"] + summary["invalid"]
     return AssetCheckResult(
         passed=summary["invalid_ratio"] <= summary["max_invalid_ratio"],
         severity=AssetCheckSeverity.ERROR,
+        description=f"{summary['invalid']} of {total} images rejected "
+        f"(invalid ratio {summary['invalid_ratio']:.2f}, max_invalid_ratio "
+        f"{summary['max_invalid_ratio']:.2f})"
+        + (": " + ", ".join(f"{reason} {count}" for count, reason in reasons) if reasons else ""),
         metadata={key: summary[key] for key in ("invalid_ratio", "max_invalid_ratio", "invalid")},
     )
