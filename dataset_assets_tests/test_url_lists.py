@@ -262,6 +262,9 @@ def test_a_url_list_on_s3_is_streamed_and_a_missing_one_is_named(
     assert found[f"{server.base}/img/s3-0.png"][1] == image_bytes(zlib.crc32(b"/img/s3-0.png"))
     with pytest.raises(SourceError, match=f"no such object in bucket '{bucket}'"):
         check_source(f"s3://{bucket}/lists/missing.txt", lambda: client)
+    client.put_object(Bucket=bucket, Key="lists/links.csv", Body=b"link\nhttp://h/a.png\n")
+    with pytest.raises(SourceError, match="no 'url' column"):
+        check_source(f"s3://{bucket}/lists/links.csv", lambda: client)
 
 
 def test_a_list_whose_urls_are_all_refused_fails_saying_why(

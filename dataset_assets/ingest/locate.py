@@ -20,6 +20,7 @@ from dataset_assets.ingest.s3_sources import (
 from dataset_assets.ingest.sources import Entry, SourceError, iter_entries, resolve_source
 from dataset_assets.ingest.urls import (
     DownloadSettings,
+    checked_url_list,
     is_url_list,
     iter_url_entries,
     open_url_list,
@@ -42,9 +43,8 @@ def _names_url_list(url: str) -> bool:
 
 
 def _url_list_lines(url: str, s3: ClientFactory) -> Iterator[str]:
-    if is_s3_url(url):
-        return s3_text_lines(s3(), url)
-    return open_url_list(Path(url).expanduser())
+    lines = s3_text_lines(s3(), url) if is_s3_url(url) else open_url_list(Path(url).expanduser())
+    return checked_url_list(lines, url)
 
 
 def check_source(dataset_key: str, s3: ClientFactory) -> str:

@@ -89,7 +89,7 @@ def is_url_list(name: str) -> bool:
     return name.lower().endswith(URL_LIST_SUFFIXES)
 
 
-def check_url_list_header(first_line: str, name: str) -> None:
+def _check_header(first_line: str, name: str) -> None:
     """Fail before any download when a CSV/TSV list has no `url` column."""
     if name.lower().endswith((".csv", ".tsv")):
         delimiter = "\t" if name.lower().endswith(".tsv") else ","
@@ -273,13 +273,20 @@ def _too_large(row: UrlRow, size: int, limit: int) -> Entry:
 
 
 def open_url_list(path: Path) -> Iterator[str]:
-    """The lines of a local URL list, checked for a `url` column first."""
+    """The lines of a local URL list, ends kept."""
     try:
-        handle = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115 - closed by `with` below
+        handle = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
     except OSError as error:
         raise SourceError(f"URL list {str(path)!r}: {error.strerror}") from None
     with handle:
-        first = handle.readline()
-        check_url_list_header(first, path.name)
-        yield first
         yield from handle
+
+
+def checked_url_list(lines: Iterator[str], name: str) -> Iterator[str]:
+    """The lines of a URL list, local or on S3, failing on the first when a CSV/TSV list has no
+    `url` column, so a wrong file stops the run before any download."""
+    first = next(lines, "")
+    _check_header(first, name)
+    if first:
+        yield first
+    yield from lines
