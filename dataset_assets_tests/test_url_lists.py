@@ -79,7 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             for _ in range(64):  # no Content-Length: the limit holds while reading
                 self.wfile.write(b"\0" * 65536)
         elif self.path == "/slow.png":
-            time.sleep(3)
+            time.sleep(4)
             self._send(200, image_bytes(5), "image/png")
         elif self.path == "/page.jpg":
             self._send(200, b"<html>not an image</html>", "text/html")
@@ -143,7 +143,7 @@ def _download(urls: list[str], tmp_path: Path, **settings: Any) -> dict[str, Any
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
     found = {}
-    defaults = {"allow_private_hosts": True, "timeout_s": 1.0}
+    defaults = {"allow_private_hosts": True, "timeout_s": 2.0}
     for entry in open_entries(
         str(listing), lambda: None, spool, DownloadSettings(**{**defaults, **settings})
     ):
@@ -235,6 +235,11 @@ def test_a_labelled_url_list_becomes_a_labelled_dataset_with_urls_in_the_manifes
     assert Counter(line["label"] for line in manifest) == {"cat": 3, "dog": 2}
     assert {line["url"] for line in manifest} == {row.split(",")[0] for row in rows[:5]}
     assert sum(1 for key in outputs if key.startswith(("hot/cat/", "cold/cat/"))) == 3
+
+    report = json.loads(pipeline.blobs.get_bytes("reports/from-urls/report.json"))
+    for reason in ("download_failed", "not_an_image", "bad_url"):
+        assert report["reject_reasons"][reason] == 1
+    assert report["metrics"]["images_ingested"] == 8 and report["metrics"]["valid_images"] == 5
 
     again = pipeline.run(request)
     assert again.success
