@@ -4,10 +4,12 @@ import io
 import json
 import threading
 import time
+import urllib.request
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,12 @@ import pytest
 from dataset_assets.failures import failure_cause
 from dataset_assets.ingest.locate import check_source, open_entries
 from dataset_assets.ingest.sources import SourceError
-from dataset_assets.ingest.urls import DownloadSettings, read_url_list
+from dataset_assets.ingest.urls import (
+    BlockedHostError,
+    CheckedRedirects,
+    DownloadSettings,
+    read_url_list,
+)
 from dataset_assets.storage.s3 import s3_client
 from dataset_assets_tests.images import photo
 
@@ -199,6 +206,21 @@ def test_loopback_private_and_metadata_hosts_are_refused_by_default(
     assert {entry[1] for entry in found.values()} == {"blocked_host"}
     assert "169.254.169.254" in found[urls[1]][2] and "allow_private_hosts" in found[urls[1]][2]
     assert not server.hits, "nothing was requested from a refused host"
+
+
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "non-public address 169.254.169.254"),
+        ("http://127.0.0.1:1/x.png", "non-public address 127.0.0.1"),
+        ("file:///etc/passwd", "only http and https are followed"),
+    ],
+)
+def test_a_redirect_to_a_refused_host_or_scheme_is_not_followed(target: str, why: str) -> None:
+    handler = CheckedRedirects(allow_private=False)
+    request = urllib.request.Request("https://images.example/cat.jpg")
+    with pytest.raises(BlockedHostError, match=why):
+        handler.redirect_request(request, io.BytesIO(), 302, "Found", HTTPMessage(), target)
 
 
 def test_a_labelled_url_list_becomes_a_labelled_dataset_with_urls_in_the_manifest(

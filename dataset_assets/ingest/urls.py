@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import cache, partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
+from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from dataset_assets.ingest.sources import URL_LIST_SUFFIXES, Entry, SourceError
@@ -188,13 +189,21 @@ def _check_host(url: str, allow_private: bool) -> None:
             )
 
 
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+class CheckedRedirects(urllib.request.HTTPRedirectHandler):
     """Follows redirects only to hosts the request may reach."""
 
     def __init__(self, allow_private: bool) -> None:
         self.allow_private = allow_private
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         if urlsplit(newurl).scheme.lower() not in {"http", "https"}:
             raise BlockedHostError(f"redirect to {newurl!r}: only http and https are followed")
         _check_host(newurl, self.allow_private)
@@ -202,7 +211,7 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _opener(allow_private: bool) -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_CheckedRedirects(allow_private))
+    return urllib.request.build_opener(CheckedRedirects(allow_private))
 
 
 def download(
