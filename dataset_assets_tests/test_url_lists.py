@@ -115,10 +115,14 @@ def server() -> Iterator[ImageServer]:
 
 def test_txt_csv_tsv_and_jsonl_lists_give_rows_and_report_bad_lines() -> None:
     text = ["# a comment\n", "\n", "https://a.example/x/cat.jpg\n", "file:///etc/passwd\n"]
+    text += ["http://[::1\n", "http://h:99999/a.png\n"]
     rows = list(read_url_list(text, "urls.txt"))
-    assert [getattr(row, "url", None) for row in rows] == ["https://a.example/x/cat.jpg", None]
+    urls = [getattr(row, "url", None) for row in rows]
+    assert urls == ["https://a.example/x/cat.jpg", None, None, None]
     assert rows[0].line == 3 and rows[0].path.startswith("cat-") and rows[0].path.endswith(".jpg")
     assert rows[1].reason == "bad_url" and "line 4" in rows[1].message
+    assert [row.reason for row in rows[2:]] == ["bad_url", "bad_url"]
+    assert "not a valid URL" in rows[2].message and "line 6" in rows[3].message
 
     csv_rows = list(
         read_url_list(["URL,Label\n", "http://h/a.png,cat\n", "ftp://h/b.png,dog\n"], "l.csv")

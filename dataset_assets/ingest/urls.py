@@ -90,10 +90,16 @@ def is_url_list(name: str) -> bool:
     return name.lower().endswith(URL_LIST_SUFFIXES)
 
 
+def _delimiter(name: str) -> str | None:
+    """The column delimiter of a CSV or TSV list; None for the other kinds."""
+    lowered = name.lower()
+    return "\t" if lowered.endswith(".tsv") else "," if lowered.endswith(".csv") else None
+
+
 def _check_header(first_line: str, name: str) -> None:
     """Fail before any download when a CSV/TSV list has no `url` column."""
-    if name.lower().endswith((".csv", ".tsv")):
-        delimiter = "\t" if name.lower().endswith(".tsv") else ","
+    delimiter = _delimiter(name)
+    if delimiter:
         columns = [c.strip().lower() for c in next(csv.reader([first_line], delimiter=delimiter))]
         if "url" not in columns:
             raise SourceError(
@@ -103,14 +109,13 @@ def _check_header(first_line: str, name: str) -> None:
 
 def read_url_list(lines: Iterable[str], name: str) -> Iterator[UrlRow | Entry]:
     """The rows of a URL list in file order; a line that is not a usable URL is a rejected entry."""
-    lowered = name.lower()
-    if lowered.endswith((".csv", ".tsv")):
-        delimiter = "\t" if lowered.endswith(".tsv") else ","
+    delimiter = _delimiter(name)
+    if delimiter:
         reader = csv.DictReader(lines, delimiter=delimiter)
         reader.fieldnames = [field.strip().lower() for field in reader.fieldnames or []]
-        for number, record in enumerate(reader, start=2):
-            yield _row(number, record.get("url") or "", record.get("label") or "", name)
-    elif lowered.endswith(".jsonl"):
+        for record in reader:
+            yield _row(reader.line_num, record.get("url") or "", record.get("label") or "")
+    elif name.lower().endswith(".jsonl"):
         for number, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
@@ -120,17 +125,21 @@ def read_url_list(lines: Iterable[str], name: str) -> Iterator[UrlRow | Entry]:
             except (ValueError, KeyError, TypeError) as error:
                 yield _bad(number, text.strip()[:200], f"not a JSON object with 'url' ({error})")
                 continue
-            yield _row(number, str(url), str(label), name)
+            yield _row(number, str(url), str(label))
     else:
         for number, text in enumerate(lines, start=1):
             url = text.strip()
             if url and not url.startswith("#"):
-                yield _row(number, url, "", name)
+                yield _row(number, url, "")
 
 
-def _row(number: int, url: str, label: str, name: str) -> UrlRow | Entry:
+def _row(number: int, url: str, label: str) -> UrlRow | Entry:
     url = url.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as error:
+        return _bad(number, url, f"not a valid URL ({error})")
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         return _bad(number, url, "only http:// and https:// URLs with a host are downloaded")
     return UrlRow(number, url, SAFE_NAME.sub("_", label.strip()).strip("._")[:64])
