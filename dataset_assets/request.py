@@ -43,6 +43,9 @@ class IngestConfig(Config):
     download_timeout_s: float = pydantic.Field(
         default=10.0, gt=0, le=600, description="URL lists: seconds to connect and per read."
     )
+    download_deadline_s: float = pydantic.Field(
+        default=120.0, gt=0, le=3600, description="URL lists: longest one download may take."
+    )
     download_retries: int = pydantic.Field(
         default=2, ge=0, le=10, description="URL lists: retries on timeouts, 429 and 5xx."
     )
@@ -56,6 +59,7 @@ class IngestConfig(Config):
         return DownloadSettings(
             workers=self.download_workers,
             timeout_s=self.download_timeout_s,
+            deadline_s=self.download_deadline_s,
             retries=self.download_retries,
             max_bytes=self.max_file_bytes,
             allow_private_hosts=self.allow_private_hosts,

@@ -23,6 +23,7 @@ from dataset_assets.ingest.urls import (
     BlockedHostError,
     CheckedRedirects,
     DownloadSettings,
+    connect_public,
     read_url_list,
 )
 from dataset_assets.storage.s3 import s3_client
@@ -88,6 +89,15 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow.png":
             time.sleep(4)
             self._send(200, image_bytes(5), "image/png")
+        elif self.path == "/drip.png":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", "40")
+            self.end_headers()
+            for _ in range(40):  # a byte every 0.1 s: no single read ever times out
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.1)
         elif self.path == "/page.jpg":
             self._send(200, b"<html>not an image</html>", "text/html")
         else:
@@ -210,6 +220,34 @@ def test_loopback_private_and_metadata_hosts_are_refused_by_default(
     assert {entry[1] for entry in found.values()} == {"blocked_host"}
     assert "169.254.169.254" in found[urls[1]][2] and "allow_private_hosts" in found[urls[1]][2]
     assert not server.hits, "nothing was requested from a refused host"
+
+
+def test_a_host_that_sends_a_byte_at_a_time_is_cut_off_at_the_deadline(
+    server: ImageServer, tmp_path: Path
+) -> None:
+    url = f"{server.base}/drip.png"
+    found = _download([url], tmp_path, deadline_s=1.0, retries=0)
+
+    _, reason, message, _ = found[url]
+    assert reason == "download_failed" and "longer than 1 s" in message
+
+
+def test_the_connection_refuses_a_name_that_turned_private_after_the_check(
+    server: ImageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the first lookup says public, the one the connection makes says private.
+
+    No DNS server can be made to answer that way here, so the first check is switched off: a
+    stand-in for the lookup that said "public". The connection must still refuse the host.
+    """
+    monkeypatch.setattr("dataset_assets.ingest.urls._check_host", lambda url, allow: None)
+    url = f"{server.base}/img/a.png"
+    found = _download([url], tmp_path, allow_private_hosts=False)
+
+    assert found[url][1] == "blocked_host" and "127.0.0.1" in found[url][2]
+    assert not server.hits
+    with pytest.raises(BlockedHostError, match=r"non-public address 127\.0\.0\.1"):
+        connect_public("127.0.0.1", server.server_address[1], 2.0)
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,13 @@ its line and the cause; it never fails the run.
 
 Only http and https are fetched, and by default only from public addresses: a request cannot make
 the pipeline read loopback, private or link-local hosts (a cloud metadata endpoint, say), nor be
-redirected to one. Each entry is named `<label>/<url stem>-<url hash><extension>`, so a label
-column gives folder labels, the same URL always maps to the same image record, and the extension
-follows the response's Content-Type.
+redirected to one. The addresses are checked on the connection itself, so a name that resolves to
+a public address first and a private one next (DNS rebinding) is refused too; through an HTTP
+proxy, which resolves names itself, only the name is checked.
+
+Each entry is named `<label>/<url stem>-<url hash><extension>`, so a label column gives folder
+labels, the same URL always maps to the same image record, and the extension follows the
+response's Content-Type.
 """
 
 import csv
@@ -58,6 +62,7 @@ class DownloadSettings:
 
     workers: int = 16
     timeout_s: float = 10.0
+    deadline_s: float = 120.0
     retries: int = 2
     max_bytes: int = 100 * 1024 * 1024
     allow_private_hosts: bool = False
@@ -181,14 +186,7 @@ class BlockedHostError(urllib.error.URLError):
     """The URL, or a redirect, points at an address a request may not reach."""
 
 
-def _check_host(url: str, allow_private: bool) -> None:
-    host = urlsplit(url).hostname or ""
-    if allow_private:
-        return
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror as error:
-        raise urllib.error.URLError(f"cannot resolve host {host!r} ({error.strerror})") from None
+def _refuse_private(host: str, addresses: Iterable[str]) -> None:
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if not ip.is_global:
@@ -198,8 +196,73 @@ def _check_host(url: str, allow_private: bool) -> None:
             )
 
 
+def _check_host(url: str, allow_private: bool) -> None:
+    """Refuse a URL whose host resolves to a non-public address, before connecting."""
+    host = urlsplit(url).hostname or ""
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror as error:
+        raise urllib.error.URLError(f"cannot resolve host {host!r} ({error.strerror})") from None
+    _refuse_private(host, {info[4][0] for info in infos})
+
+
+def connect_public(
+    host: str, port: int, timeout: float, source_address: tuple[str, int] | None = None
+) -> socket.socket:
+    """A socket to `host`, connected only after every address it resolves to proved public.
+
+    The check runs on the very addresses the socket connects to, so a name that resolved to a
+    public address for `_check_host` and to a private one a moment later (DNS rebinding) is
+    still refused.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    _refuse_private(host, {info[4][0] for info in infos})
+    error: OSError = OSError(f"no address for {host!r}")
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(address)
+            return sock
+        except OSError as failed:
+            sock.close()
+            error = failed
+    raise error
+
+
+class _PublicHTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        self.sock = connect_public(self.host, self.port, self.timeout, self.source_address)
+
+
+class _PublicHTTPSConnection(http.client.HTTPSConnection, _PublicHTTPConnection):
+    """TLS over `_PublicHTTPConnection.connect` (`HTTPSConnection.connect` calls it first)."""
+
+
+def _direct(request: urllib.request.Request) -> bool:
+    """Whether the request goes straight to its host rather than through a proxy, which
+    resolves the name itself (and only `_check_host` applies)."""
+    return request.host == urlsplit(request.full_url).netloc
+
+
+class _PublicHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = _PublicHTTPConnection if _direct(req) else http.client.HTTPConnection
+        return self.do_open(connection, req)
+
+
+class _PublicHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = _PublicHTTPSConnection if _direct(req) else http.client.HTTPSConnection
+        return self.do_open(connection, req, context=self._context)
+
+
 class CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects only to hosts the request may reach."""
+    """Follows redirects only over http(s) and to hosts the request may reach."""
 
     def __init__(self, allow_private: bool) -> None:
         self.allow_private = allow_private
@@ -220,7 +283,10 @@ class CheckedRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _opener(allow_private: bool) -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(CheckedRedirects(allow_private))
+    handlers: list[urllib.request.BaseHandler] = [CheckedRedirects(allow_private)]
+    if not allow_private:
+        handlers += [_PublicHTTPHandler(), _PublicHTTPSHandler()]
+    return urllib.request.build_opener(*handlers)
 
 
 def download(
@@ -235,14 +301,15 @@ def download(
             _check_host(row.url, settings.allow_private_hosts)
             request = urllib.request.Request(row.url, headers=headers)
             with opener.open(request, timeout=settings.timeout_s) as response:
-                return _save(row, response, spool, settings.max_bytes)
-        except BlockedHostError as error:
-            return _rejected(row, "blocked_host", str(error.reason)), None
+                return _save(row, response, spool, settings)
         except urllib.error.HTTPError as error:
             cause = f"HTTP {error.code} {error.reason}"
             if error.code not in RETRY_STATUSES:
                 return _rejected(row, "download_failed", cause), None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            refusal = _refusal(error)
+            if refusal is not None:
+                return _rejected(row, "blocked_host", refusal), None
             reason = getattr(error, "reason", None) or error
             cause = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
         spool.unlink(missing_ok=True)
@@ -252,20 +319,34 @@ def download(
     return _rejected(row, "download_failed", f"{cause} (after {tries} attempts)"), None
 
 
+def _refusal(error: BaseException) -> str | None:
+    """Why a host was refused: raised before connecting, or wrapped by urllib while connecting."""
+    for candidate in (error, getattr(error, "reason", None)):
+        if isinstance(candidate, BlockedHostError):
+            return str(candidate.reason)
+    return None
+
+
 def _save(
-    row: UrlRow, response: http.client.HTTPResponse, spool: Path, max_bytes: int
+    row: UrlRow, response: http.client.HTTPResponse, spool: Path, settings: DownloadSettings
 ) -> tuple[Entry, Path | None]:
+    """Stream the body to `spool` within the size limit and the deadline (a host that sends a
+    byte at a time never trips the per-read timeout, so the whole download has one too)."""
+    max_bytes = settings.max_bytes
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
         return _too_large(row, int(length), max_bytes), None
+    deadline = time.monotonic() + settings.deadline_s
     size = 0
     with open(spool, "wb") as out:
-        while chunk := response.read(CHUNK):
+        while chunk := response.read1(CHUNK):
             size += len(chunk)
             if size > max_bytes:
                 out.close()
                 spool.unlink(missing_ok=True)
                 return _too_large(row, size, max_bytes), None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"download took longer than {settings.deadline_s:g} s")
             out.write(chunk)
     content_type = response.headers.get_content_type()
     suffix = PurePosixPath(row.path).suffix
