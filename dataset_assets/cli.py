@@ -379,6 +379,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from dataset_assets.stages.tracking import WAITING_STATUS
     from dataset_assets.storage.environment import resources_from_env
 
     store = resources_from_env()["metadata"].store
@@ -389,7 +390,12 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(tracked, default=str))
         return 0
     print(f"request {args.request_id}: {tracked.get('status')} ({tracked.get('progress', 0)}%)")
-    print(f"  current stage: {tracked.get('current_stage')}")
+    stage = tracked.get("current_stage")
+    left = ""
+    if tracked.get("status") == "running" and stage in WAITING_STATUS:
+        count = store.count_images(args.request_id, status=WAITING_STATUS[stage])
+        left = f" ({count:,} images left)"
+    print(f"  current stage: {stage}{left}")
     for stage, figures in (tracked.get("stages") or {}).items():
         print(f"  {stage:<20} {figures.get('count', 0):>6} images")
     if tracked.get("error"):

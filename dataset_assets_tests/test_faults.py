@@ -50,7 +50,11 @@ def test_a_transient_blob_fault_is_retried_and_the_run_succeeds_without_duplicat
     assert sum(key.startswith("hot/") for key in pipeline.outputs("flaky")) == 6
 
 
-def test_a_permanent_blob_fault_fails_the_step_with_its_cause(pipeline, make_images, monkeypatch):
+def test_a_permanent_blob_fault_fails_the_step_with_its_cause(
+    pipeline, make_images, monkeypatch, capsys
+):
+    from dataset_assets.cli import main
+
     source = make_images({"c/a.png": (64, 64), "c/b.png": (72, 64)})
     Outage(remaining=10_000).install(monkeypatch)
     result = pipeline.run({"request_id": "down", "dataset_key": str(source), "operations": OPS})
@@ -60,6 +64,9 @@ def test_a_permanent_blob_fault_fails_the_step_with_its_cause(pipeline, make_ima
     error = failure.step_failure_data.error
     assert "blob store unavailable" in error.to_string()
     assert pipeline.metadata.get_request("down")["current_stage"] == "processed_images"
+    # Where the run stopped, as `dataset-assets status` shows it: both images still to transform.
+    assert main(["status", "down"]) == 0
+    assert "current stage: processed_images (2 images left)" in capsys.readouterr().out
 
 
 def test_the_root_cause_of_a_step_that_ran_out_of_retries_is_named(

@@ -18,6 +18,8 @@ STAGES = (
     "tiered_storage",
     "quality_report",
 )
+WAITING_STATUS = {"validated_images": "ingested", "processed_images": "unique"}
+"""The status an image keeps until a sharded stage has done it: a running stage's countdown."""
 
 
 def start_stage(
