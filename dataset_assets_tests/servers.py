@@ -6,7 +6,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from dataset_assets.messaging import KafkaResource
-from dataset_assets.stack import free_port, start_mongodb, start_s3_server, start_tansu
+from dataset_assets.stack import free_port, start_mongodb, start_s3_server, start_tansu, stop
 
 QUIET = {"log_level": 0}
 
@@ -44,4 +44,12 @@ def read_topic(kafka: KafkaResource, topic: str) -> list[dict[str, Any]]:
     return messages
 
 
-__all__ = ["QUIET", "free_port", "read_topic", "start_mongodb", "start_s3_server", "start_tansu"]
+__all__ = [
+    "QUIET",
+    "free_port",
+    "read_topic",
+    "start_mongodb",
+    "start_s3_server",
+    "start_tansu",
+    "stop",
+]

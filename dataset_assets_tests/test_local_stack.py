@@ -16,7 +16,7 @@ import pytest
 from dataset_assets.messaging import KafkaResource
 from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.metadata import MetadataStore, connect
-from dataset_assets_tests.servers import free_port, read_topic
+from dataset_assets_tests.servers import free_port, read_topic, stop
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -89,12 +89,7 @@ def stack(tmp_path):
         _wait(lambda: _answers(f"http://127.0.0.1:{port}/server_info"), "the Dagster UI", 90)
         yield port, {**env, **_stack_env(home / "stack.env")}, process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(process, timeout=60)
 
 
 def test_a_submitted_request_runs_shows_in_the_ui_and_the_stack_stops_cleanly(

@@ -46,7 +46,7 @@ from dataset_assets.request import parse_request
 from dataset_assets.sample_data import SAMPLE_EXPECTATIONS
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets.storage.io_manager import STEP_OUTPUTS_PREFIX
-from dataset_assets_tests.servers import free_port
+from dataset_assets_tests.servers import free_port, stop
 
 psycopg2 = pytest.importorskip(
     "psycopg2", reason="the PostgreSQL instance test needs `pip install dagster-postgres`"
@@ -126,12 +126,7 @@ def start_postgres() -> Iterator[dict[str, str]]:
             _wait_until_ready(settings, server)
             yield settings
         finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server, signal.SIGINT, timeout=20)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

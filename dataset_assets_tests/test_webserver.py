@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from dataset_assets.cli import main
 from dataset_assets.stages.tracking import STAGES
-from dataset_assets_tests.servers import free_port
+from dataset_assets_tests.servers import free_port, stop
 
 ASSET_QUERY = """{
   assetNodes { assetKey { path } partitionKeys dependencyKeys { path } }
@@ -68,11 +67,7 @@ def dagster_dev(tmp_path, monkeypatch, sample_dir):
                 time.sleep(0.5)
         yield port
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, timeout=30)
 
 
 def test_dagster_dev_shows_the_stages_the_partition_and_the_report_metadata(dagster_dev):

@@ -197,7 +197,8 @@ def _refuse_private(host: str, addresses: Iterable[str]) -> None:
 
 
 def _check_host(url: str, allow_private: bool) -> None:
-    """Refuse a URL whose host resolves to a non-public address, before connecting."""
+    """Refuse a URL whose host resolves to a non-public address (a redirect's, or one reached
+    through a proxy); direct connections are checked again by `connect_public`."""
     host = urlsplit(url).hostname or ""
     if allow_private:
         return
@@ -243,21 +244,28 @@ class _PublicHTTPSConnection(http.client.HTTPSConnection, _PublicHTTPConnection)
     """TLS over `_PublicHTTPConnection.connect` (`HTTPSConnection.connect` calls it first)."""
 
 
-def _direct(request: urllib.request.Request) -> bool:
-    """Whether the request goes straight to its host rather than through a proxy, which
-    resolves the name itself (and only `_check_host` applies)."""
-    return request.host == urlsplit(request.full_url).netloc
+def _connection_class(
+    request: urllib.request.Request,
+    public: type[http.client.HTTPConnection],
+    proxied: type[http.client.HTTPConnection],
+) -> type[http.client.HTTPConnection]:
+    """The public-only connection when the request goes straight to its host; through a proxy,
+    which resolves the name itself, only the name can be checked, so it is checked here."""
+    if request.host == urlsplit(request.full_url).netloc:
+        return public
+    _check_host(request.full_url, allow_private=False)
+    return proxied
 
 
 class _PublicHTTPHandler(urllib.request.HTTPHandler):
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection = _PublicHTTPConnection if _direct(req) else http.client.HTTPConnection
+        connection = _connection_class(req, _PublicHTTPConnection, http.client.HTTPConnection)
         return self.do_open(connection, req)
 
 
 class _PublicHTTPSHandler(urllib.request.HTTPSHandler):
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection = _PublicHTTPSConnection if _direct(req) else http.client.HTTPSConnection
+        connection = _connection_class(req, _PublicHTTPSConnection, http.client.HTTPSConnection)
         return self.do_open(connection, req, context=self._context)
 
 
@@ -298,7 +306,6 @@ def download(
         retry_in = min(8.0, 0.25 * 2**attempt)
         spool = spool_dir / f"{uuid.uuid4().hex}.download"
         try:
-            _check_host(row.url, settings.allow_private_hosts)
             request = urllib.request.Request(row.url, headers=headers)
             with opener.open(request, timeout=settings.timeout_s) as response:
                 return _save(row, response, spool, settings)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from dagster import DynamicOutput, OpExecutionContext
 
-from dataset_assets.stages.tracking import start_stage
+from dataset_assets.stages.tracking import WAITING_STATUS, start_stage
 from dataset_assets.storage.metadata import MetadataStore
 
 BUCKETS = 1 << 16
@@ -112,12 +112,12 @@ def process_shard(
     store: MetadataStore,
     shard: Shard,
     *,
-    status: str,
+    stage: str,
     fields: tuple[str, ...],
     work: Callable[[dict[str, Any]], dict[str, Any]],
     workers: int,
 ) -> dict[str, int]:
-    """Run `work` on the shard's images still in `status` and write back what it returns.
+    """Run `work` on the shard's images the stage has still to do, and write back what it returns.
 
     Only images not yet done are selected, so a retried shard resumes where it stopped; results
     are written in bulk batches as they complete. Returns how many images reached each status.
@@ -125,7 +125,7 @@ def process_shard(
     todo = list(
         store.iter_images(
             context.partition_key,
-            status=status,
+            status=WAITING_STATUS[stage],
             bucket_range=(shard.low, shard.high),
             fields=("image_id", *fields),
         )

@@ -21,7 +21,7 @@ from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import ValidationConfig
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
-from dataset_assets.stages.tracking import WAITING_STATUS, finish_stage
+from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
 
@@ -129,7 +129,7 @@ def validate_shard(
         context,
         metadata.store,
         shard,
-        status=WAITING_STATUS["validated_images"],
+        stage="validated_images",
         fields=("source", "blob_key"),
         work=work,
         workers=config.workers,
