@@ -188,6 +188,11 @@ class TieringConfig(Config):
     webdataset_shard_size: int = pydantic.Field(
         default=0, ge=0, description="Also write WebDataset tar shards of N images; 0 = off."
     )
+    parquet_shard_rows: int = pydantic.Field(
+        default=0,
+        ge=0,
+        description="Also write Parquet files of N images (bytes + metadata columns); 0 = off.",
+    )
 
 
 class ReportConfig(Config):

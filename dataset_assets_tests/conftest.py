@@ -61,6 +61,14 @@ class Pipeline:
         prefix = f"datasets/{dataset}/"
         return {key[len(prefix) :]: self.blobs.get_bytes(key) for key in self.blobs.list(prefix)}
 
+    def images(self, dataset: str, tier: str = "hot") -> dict[str, bytes]:
+        """The image files of one tier of the finished dataset, by key from the dataset root."""
+        return {
+            key: data
+            for key, data in self.outputs(dataset).items()
+            if key.startswith(f"{tier}/") and not key.endswith("/metadata.jsonl")
+        }
+
 
 @pytest.fixture
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pipeline:

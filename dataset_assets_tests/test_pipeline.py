@@ -43,9 +43,7 @@ def test_sample_dataset_flows_through_every_stage(pipeline, sample_dir):
     }
 
     outputs = pipeline.outputs("sample")
-    images = {
-        key: Image.open(io.BytesIO(data)) for key, data in outputs.items() if "/hot/" in f"/{key}"
-    }
+    images = {key: Image.open(io.BytesIO(data)) for key, data in pipeline.images("sample").items()}
     assert len(images) == SAMPLE_EXPECTATIONS["kept"]
     assert {key.split("/")[1] for key in images} == {"mountains", "waves", "forest"}
     assert all(image.mode == "L" for image in images.values())
@@ -63,14 +61,14 @@ def test_sample_dataset_flows_through_every_stage(pipeline, sample_dir):
 
     labels = json.loads(outputs["labels.json"])
     assert len(labels) == SAMPLE_EXPECTATIONS["kept"]
-    assert all(name.split("/")[0] == label for name, label in labels.items())
+    assert all(name.split("/")[1] == label for name, label in labels.items())
     rows = list(csv.DictReader(io.StringIO(outputs["labels.csv"].decode())))
     assert {row["image"] for row in rows} == set(labels)
-    assert sum(1 for key in outputs if key.startswith("labels/") and key.endswith(".txt")) == len(
-        labels
-    )
+    assert {key for key in outputs if key.startswith("labels/")} == {
+        f"labels/{name.rsplit('.', 1)[0]}.txt" for name in labels
+    }
     lines = [json.loads(line) for line in outputs["manifest.jsonl"].decode().splitlines()]
-    assert {line["key"] for line in lines} == {f"hot/{name}" for name in labels}
+    assert {line["file_name"] for line in lines} == set(labels) == set(images)
 
     report = json.loads(pipeline.blobs.get_bytes("reports/sample/report.json"))
     metrics = report["metrics"]
@@ -175,10 +173,7 @@ def test_shards_fan_out_and_give_the_same_result_as_one_shard(pipeline, make_ima
     assert len(shard_steps) == 6
     summary = pipeline.metadata.load_stage("many", "processed_images")["summary"]
     assert summary["shards"] == 6
-    images = {key: data for key, data in pipeline.outputs("one").items() if key.startswith("hot/")}
-    sharded = {
-        key: data for key, data in pipeline.outputs("many").items() if key.startswith("hot/")
-    }
+    images, sharded = pipeline.images("one"), pipeline.images("many")
     assert len(images) == 24
     assert sorted(images.values()) == sorted(sharded.values())
 
@@ -208,7 +203,7 @@ def test_scratch_files_are_removed_after_the_run_unless_kept(pipeline, make_imag
 
     pipeline.resources = resources_from_env()
     assert pipeline.run({"request_id": "scratch-kept", "dataset_key": str(source)}).success
-    kept = list(work.glob("*/labels/labels.csv"))
+    kept = list(work.glob("*/tiered_storage/labels.csv"))
     assert len(kept) == 1
 
 
@@ -231,7 +226,7 @@ def test_webdataset_shards_hold_every_image_with_its_label(pipeline, make_images
     }
     assert pipeline.run(request).success
     files = pipeline.outputs("wds")
-    shards = sorted(key for key in files if key.startswith("webdataset/"))
+    shards = sorted(key for key in files if key.startswith("webdataset/shard-"))
     assert shards == [f"webdataset/shard-{i:06d}.tar" for i in range(3)]
     samples = {}
     for shard in shards:
@@ -241,9 +236,9 @@ def test_webdataset_shards_hold_every_image_with_its_label(pipeline, make_images
     images = [name for name in samples if name.endswith(".png")]
     assert len(images) == 5
     for name in images:
-        stem = name.rsplit(".", 1)[0]
-        assert samples[f"{stem}.cls"].decode().strip() == name.split("__")[0]
-        assert json.loads(samples[f"{stem}.json"])["label"] == name.split("__")[0]
+        stem, label = name.rsplit(".", 1)[0], name.split("__")[1]
+        assert int(samples[f"{stem}.cls"]) == ["c0", "c1"].index(label)
+        assert json.loads(samples[f"{stem}.json"])["label"] == label
         assert Image.open(io.BytesIO(samples[name])).size[1] == 40
 
 
@@ -319,9 +314,9 @@ def test_hostile_archive_entries_are_rejected_with_reasons_and_strict_mode_names
         "ok/link.png": "symlink",
     }
     assert not (tmp_path.parent / "escape.png").exists()
-    assert [key for key in pipeline.outputs("hostile") if key.startswith("hot/")] == [
-        f"hot/{name}" for name in json.loads(pipeline.outputs("hostile")["labels.json"])
-    ]
+    assert list(pipeline.images("hostile")) == list(
+        json.loads(pipeline.outputs("hostile")["labels.json"])
+    )
 
     strict = pipeline.run(
         {"request_id": "hostile-strict", "dataset_key": str(archive), "validation_mode": "strict"}

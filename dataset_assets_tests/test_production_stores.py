@@ -10,6 +10,7 @@ from dagster import DagsterInstance
 from dataset_assets.sample_data import SAMPLE_EXPECTATIONS
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets_tests.conftest import Pipeline
+from dataset_assets_tests.test_training_formats import resolve_every_named_path
 
 
 @pytest.fixture
@@ -56,9 +57,10 @@ def test_seed_request_runs_on_mongodb_and_s3_and_a_rerun_duplicates_nothing(remo
     assert store.count_images("kanagawa") == SAMPLE_EXPECTATIONS["files"]
     assert store.count_by("kanagawa", "status") == {"rejected": 3, "duplicate": 2, "processed": 23}
     outputs = remote_pipeline.outputs("kanagawa")
-    assert sum(key.startswith("hot/") for key in outputs) == 20
-    assert sum(key.startswith("cold/") for key in outputs) == 3
-    cold_key = next(key for key in outputs if key.startswith("cold/"))
+    assert len(remote_pipeline.images("kanagawa")) == 20
+    cold_key, *others = remote_pipeline.images("kanagawa", "cold")
+    assert len(others) == 2
+    assert resolve_every_named_path(outputs)["manifest.jsonl"] == 23
     head = blobs.client.head_object(
         Bucket=blobs.bucket, Key=blobs.object_key(f"datasets/kanagawa/{cold_key}")
     )

@@ -4,7 +4,7 @@ import csv
 import json
 import re
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from dagster import AssetExecutionContext, Failure, asset
@@ -15,11 +15,7 @@ from dataset_assets.request import LabelConfig
 from dataset_assets.stages.policies import METADATA_RETRY
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
-from dataset_assets.storage.resources import (
-    BlobStoreResource,
-    MetadataStoreResource,
-    WorkspaceResource,
-)
+from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
 
 UNLABELLED = "unlabelled"
 SAFE_LABEL = re.compile(r"[^\w.-]+")
@@ -80,61 +76,42 @@ def output_name(label: str, source: str, output: dict[str, Any]) -> str:
     io_manager_key="manifest_io_manager",
     retry_policy=METADATA_RETRY,
     group_name="dataset",
-    kinds={"python", "json", "csv"},
+    kinds={"python"},
 )
 def labels(
     context: AssetExecutionContext,
     config: LabelConfig,
     blobs: BlobStoreResource,
     metadata: MetadataStoreResource,
-    workspace: WorkspaceResource,
     processed_images: Manifest,
 ) -> Manifest:
-    """A label per output image, written as labels.json, labels.csv and one .txt per image.
+    """A label per output image, and each output's path in the dataset (`<label>/<name>`).
 
-    The label files sit beside the dataset under `datasets/<request_id>/`; class counts and the
-    imbalance (largest class / smallest class) show in the UI and in the report.
+    Labels are recorded on the image records; the label files (`labels.csv`, `labels.json`, one
+    `.txt` per image, as `labels.formats` asks) are written with the dataset by `tiered_storage`,
+    which knows each image's final path. Class counts and the imbalance (largest class / smallest
+    class) show in the UI and in the report.
     """
     dataset = context.partition_key
-    store, blob_store = metadata.store, blobs.store
+    store = metadata.store
     started = start_stage(store, dataset, "labels", context.run.run_id)
-    source = LabelSource(config, blob_store, dataset)
+    source = LabelSource(config, blobs.store, dataset)
     counts: Counter[str] = Counter()
-    prefix = f"datasets/{dataset}"
-    blob_store.delete_prefix(f"{prefix}/labels/")
-    with workspace.step_dir(context.run.run_id, "labels") as scratch:
-        json_path, csv_path = scratch / "labels.json", scratch / "labels.csv"
-        with open(json_path, "w") as json_file, open(csv_path, "w", newline="") as csv_file:
-            writer = csv.writer(csv_file)
-            writer.writerow(["image", "label", "source"])
-            json_file.write("{")
-            first = True
-            changes = []
-            for doc in store.iter_images(
-                dataset, status="processed", fields=("image_id", "source", "outputs")
-            ):
-                label = source.label(doc["source"])
-                counts[label] += 1
-                outputs = []
-                for output in doc.get("outputs") or []:
-                    name = output_name(label, doc["source"], output)
-                    outputs.append({**output, "name": name})
-                    writer.writerow([name, label, doc["source"]])
-                    json_file.write(
-                        ("" if first else ",") + f"\n{json.dumps(name)}: {json.dumps(label)}"
-                    )
-                    first = False
-                    if "txt" in config.formats:
-                        blob_store.put_bytes(
-                            f"{prefix}/labels/{name.rsplit('.', 1)[0]}.txt", f"{label}\n".encode()
-                        )
-                changes.append((doc["image_id"], {"label": label, "outputs": outputs}))
-                if len(changes) >= 500:
-                    store.update_images(dataset, changes)
-                    changes = []
+    changes = []
+    for doc in store.iter_images(
+        dataset, status="processed", fields=("image_id", "source", "outputs")
+    ):
+        label = source.label(doc["source"])
+        counts[label] += 1
+        outputs = [
+            {**output, "name": output_name(label, doc["source"], output)}
+            for output in doc.get("outputs") or []
+        ]
+        changes.append((doc["image_id"], {"label": label, "outputs": outputs}))
+        if len(changes) >= 500:
             store.update_images(dataset, changes)
-            json_file.write("\n}\n")
-        written = _publish(blob_store, prefix, config.formats, json_path, csv_path)
+            changes = []
+    store.update_images(dataset, changes)
     labelled = sum(n for label, n in counts.items() if label != UNLABELLED)
     imbalance = round(max(counts.values()) / min(counts.values()), 3) if counts else None
     return finish_stage(
@@ -148,19 +125,8 @@ def labels(
             "unlabelled": counts.get(UNLABELLED, 0),
             "classes": dict(sorted(counts.items())),
             "imbalance": imbalance,
-            "files": written,
+            "formats": config.formats,
         },
         started=started,
         status="processed",
     )
-
-
-def _publish(
-    blobs: BlobStore, prefix: str, formats: list[str], json_path: Path, csv_path: Path
-) -> list[str]:
-    written = []
-    if "json" in formats:
-        written.append(blobs.put_file(f"{prefix}/labels.json", json_path))
-    if "csv" in formats:
-        written.append(blobs.put_file(f"{prefix}/labels.csv", csv_path))
-    return written

@@ -14,7 +14,8 @@ from dataset_assets.imaging.inspect import REJECT_REASONS
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.report.html import render_report_html
-from dataset_assets.report.score import QUALITY_SCORE_FORMULA, histogram, quality_score
+from dataset_assets.report.metrics import dataset_metrics
+from dataset_assets.report.score import QUALITY_SCORE_FORMULA, histogram
 from dataset_assets.request import ReportConfig
 from dataset_assets.stages.policies import METADATA_RETRY
 from dataset_assets.stages.tracking import STAGES, finish_stage, start_stage, summary_table
@@ -45,27 +46,8 @@ def collect_report(
     def summary(stage: str) -> dict[str, Any]:
         return (stages.get(stage) or {}).get("summary") or {}
 
-    statuses = store.count_by(dataset, "status")
-    ingested = sum(statuses.values())
-    invalid = summary("validated_images").get("invalid", statuses.get("rejected", 0))
-    valid = ingested - invalid
-    duplicates = summary("deduplicated_images").get("duplicates", statuses.get("duplicate", 0))
     label_summary = summary("labels")
-    metrics = {
-        "images_ingested": ingested,
-        "images_validated": ingested,
-        "valid_images": valid,
-        "invalid_images": invalid,
-        "duplicates_found": duplicates,
-        "duplicates_removed": statuses.get("duplicate", 0),
-        "unique_images": valid - duplicates,
-        "processed_images": statuses.get("processed", 0),
-        "output_files": summary("processed_images").get("outputs", 0),
-        "labelled_images": label_summary.get("labelled", 0),
-        "hot": summary("tiered_storage").get("hot", 0),
-        "cold": summary("tiered_storage").get("cold", 0),
-    }
-    metrics["quality_score"] = round(quality_score(metrics), 2)
+    metrics = dataset_metrics(store, dataset)
     figures = _image_figures(store, dataset)
     transform = summary("processed_images")
     return {
