@@ -104,12 +104,29 @@ class DedupConfig(Config):
     enabled: bool = True
     near: bool = pydantic.Field(default=True, description="Also match near duplicates by hash.")
     threshold: int = pydantic.Field(
-        default=6, ge=0, le=32, description="Largest Hamming distance between near duplicates."
+        default=6,
+        ge=0,
+        le=32,
+        description="Perceptual-hash distance (bits) that counts as a near duplicate outright.",
+    )
+    verify: bool = pydantic.Field(
+        default=True,
+        description="Confirm hash neighbours up to candidate_radius by keypoint matching: "
+        "finds crops, rotations, flips and overlays that hashes alone miss.",
+    )
+    candidate_radius: int = pydantic.Field(
+        default=12, ge=0, le=20, description="Hash distance (bits) of the pairs verified."
+    )
+    flips: bool = pydantic.Field(default=True, description="Also match mirrored copies.")
+    max_verified_pairs: int = pydantic.Field(
+        default=200_000,
+        ge=0,
+        description="Most candidate pairs verified per run (closest first): bounds the cost.",
     )
     keep: Literal["best", "earliest"] = pydantic.Field(
         default="best",
-        description="best = largest resolution, then sharpest, then largest file; "
-        "earliest = first by source path.",
+        description="best = the likely original: most pixels, then lossless or highest JPEG "
+        "quality, then most bytes per pixel, then sharpest; earliest = first by source path.",
     )
     max_duplicate_ratio: float = pydantic.Field(default=0.5, ge=0, le=1)
     against: list[str] = pydantic.Field(

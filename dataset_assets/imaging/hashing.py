@@ -11,7 +11,7 @@ from functools import partial
 from typing import Literal
 
 import imagehash
-from PIL import Image
+from PIL import Image, ImageOps
 
 HashKind = Literal["phash", "dhash", "whash"]
 
@@ -29,6 +29,24 @@ def perceptual_hash(image: Image.Image, kind: HashKind = "phash") -> str:
     size it is given and the decode scale of a file does not change it.
     """
     return str(_HASHERS[kind](image))
+
+
+def mirror_hash(image: Image.Image, kind: HashKind = "phash") -> str:
+    """`perceptual_hash` of the left-right mirror of `image`.
+
+    Searching an image's hash against the others' mirror hashes finds flipped copies, which no
+    hash of the image alone can: a flip moves a perceptual hash by about half its bits.
+    """
+    return perceptual_hash(ImageOps.mirror(image), kind)
+
+
+def gradient_hash(image: Image.Image) -> str:
+    """The difference hash (dhash): a second opinion for near-duplicate candidates.
+
+    It compares neighbouring pixels rather than frequencies, so a caption bar or a watermark,
+    which moves a DCT hash by 10 bits and more, moves it by a few.
+    """
+    return perceptual_hash(image, "dhash")
 
 
 def hash_distance(first: str, second: str) -> int:

@@ -20,7 +20,14 @@ from typing import Literal
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from dataset_assets.imaging.hashing import HashKind, perceptual_hash, pixel_hash
+from dataset_assets.imaging.encoding import encoding_quality
+from dataset_assets.imaging.hashing import (
+    HashKind,
+    gradient_hash,
+    mirror_hash,
+    perceptual_hash,
+    pixel_hash,
+)
 from dataset_assets.imaging.quality import ISSUE_THRESHOLDS, flag_issues, measure_quality
 
 __all__ = [
@@ -109,6 +116,10 @@ class Inspection:
         frames: Frames or pages in the file; 0 when the file could not be opened.
         exif_rotated: Whether an EXIF orientation other than 1 was applied.
         perceptual_hash: 16 hex characters of `rules.hash_kind` on the decoded, oriented image.
+        mirror_hash: The same hash of the image's left-right mirror, to find flipped copies.
+        gradient_hash: The difference hash, a second kind of near-duplicate candidate.
+        encoding_quality: 100 for lossless files, the JPEG quality estimated from the file's
+            quantisation tables, None when unknown: ranks copies to keep the likely original.
         pixel_hash: SHA-256 of the normalised pixels at decode scale with their mode and size:
             equal for lossless re-encodes of the same pixels.
         issues: Every quality issue score in 0..1, 1 the worst (see `ISSUE_THRESHOLDS`).
@@ -130,6 +141,9 @@ class Inspection:
     exif_rotated: bool
     perceptual_hash: str | None
     pixel_hash: str | None
+    mirror_hash: str | None = None
+    gradient_hash: str | None = None
+    encoding_quality: int | None = None
     issues: dict[str, float] = field(default_factory=dict)
     flagged: tuple[str, ...] = ()
     brightness: float | None = None
@@ -154,6 +168,7 @@ class _Decoded:
     width: int
     height: int
     orientation: int
+    encoding_quality: int | None
 
 
 class _Rejected(Exception):
@@ -289,6 +304,7 @@ def _decode(image: ImageFile.ImageFile, header: _Header, rules: ValidationRules)
     width, height = _oriented_size(header, header.orientation)
     target = decode_scale_for(width, height, rules)
     stored = target[::-1] if header.orientation in _SWAPPING_ORIENTATIONS else target
+    quality = encoding_quality(image)
     image.draft(None, stored)
     image.load()
     orientation = _orientation(image)
@@ -302,6 +318,7 @@ def _decode(image: ImageFile.ImageFile, header: _Header, rules: ValidationRules)
         width=width,
         height=height,
         orientation=orientation,
+        encoding_quality=quality,
     )
 
 
@@ -320,6 +337,9 @@ def _accepted(decoded: _Decoded, header: _Header, name: str, rules: ValidationRu
         exif_rotated=decoded.orientation != 1,
         perceptual_hash=perceptual_hash(decoded.view, rules.hash_kind),
         pixel_hash=pixel_hash(decoded.normalised, (decoded.width, decoded.height)),
+        mirror_hash=mirror_hash(decoded.view, rules.hash_kind),
+        gradient_hash=gradient_hash(decoded.view),
+        encoding_quality=decoded.encoding_quality,
         issues=issues,
         flagged=flag_issues(issues),
         brightness=quality.brightness,

@@ -1,7 +1,7 @@
 """Deduplication: exact and near-duplicate clusters, and which image of each cluster survives."""
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -15,18 +15,24 @@ from dagster import (
     asset_check,
 )
 
+from dataset_assets.imaging.candidates import candidate_pairs
 from dataset_assets.imaging.neardup import cluster_pairs, find_near_duplicate_pairs, hash_to_int
+from dataset_assets.imaging.verify import Evidence, PairVerifier
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import DedupConfig
 from dataset_assets.stages.policies import METADATA_RETRY
 from dataset_assets.stages.tracking import finish_stage, start_stage
-from dataset_assets.storage.resources import MetadataStoreResource
+from dataset_assets.storage.blobs import BlobStore
+from dataset_assets.storage.metadata import MetadataStore
+from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
 
 PASSED = ("valid", "unique", "duplicate")
 """Statuses of images that passed validation: a retry recomputes clusters over all of them."""
 
-CLUSTER_FIELDS = ("cluster", "cluster_kind", "duplicate_of", "distance")
+_KEY_BATCH = 500
+
+CLUSTER_FIELDS = ("cluster", "cluster_kind", "duplicate_of", "distance", "evidence")
 
 
 @dataclass
@@ -42,7 +48,10 @@ class HashTable:
     pixels: np.ndarray  # uint64: first 64 bits of the decoded-pixel hash
     perceptual: np.ndarray  # uint64
     has_perceptual: np.ndarray  # bool
+    mirror: np.ndarray  # uint64: the perceptual hash of the mirror image
+    gradient: np.ndarray  # uint64: the difference hash
     area: np.ndarray  # int64
+    quality: np.ndarray  # int8: estimated encoding quality, 100 lossless, -1 unknown
     sharpness: np.ndarray  # float64
     size_bytes: np.ndarray  # int64
 
@@ -55,7 +64,10 @@ class HashTable:
             "pixels": array("Q"),
             "perceptual": array("Q"),
             "has_perceptual": array("b"),
+            "mirror": array("Q"),
+            "gradient": array("Q"),
             "area": array("q"),
+            "quality": array("b"),
             "sharpness": array("d"),
             "size_bytes": array("q"),
         }
@@ -66,8 +78,12 @@ class HashTable:
             image_ids += row["image_id"].encode().ljust(24, b" ")
             columns["exact"].append(_prefix(row.get("sha256")))
             columns["pixels"].append(_prefix(found.get("pixel_hash")))
-            columns["perceptual"].append(hash_to_int(found["phash"]) if found.get("phash") else 0)
+            columns["perceptual"].append(_hash(found.get("phash")))
             columns["has_perceptual"].append(bool(found.get("phash")))
+            columns["mirror"].append(_hash(found.get("mirror_hash")))
+            columns["gradient"].append(_hash(found.get("gradient_hash")))
+            quality = found.get("encoding_quality")
+            columns["quality"].append(-1 if quality is None else int(quality))
             columns["area"].append((found.get("width") or 0) * (found.get("height") or 0))
             columns["sharpness"].append(found.get("sharpness") or 0.0)
             columns["size_bytes"].append(row.get("size_bytes") or 0)
@@ -84,7 +100,10 @@ class HashTable:
             pixels=arrays["pixels"].astype(np.uint64),
             perceptual=arrays["perceptual"].astype(np.uint64),
             has_perceptual=arrays["has_perceptual"].astype(bool),
+            mirror=arrays["mirror"].astype(np.uint64),
+            gradient=arrays["gradient"].astype(np.uint64),
             area=arrays["area"].astype(np.int64),
+            quality=arrays["quality"].astype(np.int8),
             sharpness=arrays["sharpness"].astype(np.float64),
             size_bytes=arrays["size_bytes"].astype(np.int64),
         )
@@ -95,6 +114,10 @@ class HashTable:
 
 def _prefix(value: str | None) -> int:
     return int(value[:16], 16) if value else 0
+
+
+def _hash(value: str | None) -> int:
+    return hash_to_int(value) if value else 0
 
 
 def _equal_pairs(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -108,18 +131,32 @@ def _equal_pairs(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return pairs[pairs[:, 0] != pairs[:, 1]].astype(np.int64)
 
 
-def find_clusters(table: HashTable, config: DedupConfig) -> list[dict[str, Any]]:
-    """Clusters of two or more images, each with its keeper and members' kind and distance."""
+Verifier = Callable[[np.ndarray, np.ndarray], list[Evidence | None]]
+"""Confirms candidate pairs: rows `(i, j)` of table indices and a mirror flag per row."""
+
+
+def find_clusters(
+    table: HashTable, config: DedupConfig, verifier: Verifier | None = None
+) -> list[dict[str, Any]]:
+    """Clusters of two or more images, each with its keeper and members' kind and evidence.
+
+    Exact pairs (same file or same pixels) and pairs within `threshold` bits of perceptual hash
+    are duplicates outright. With a `verifier`, hash neighbours up to `candidate_radius` bits
+    (and mirror matches with `flips`) are candidates, duplicates only once it confirms them.
+    """
     n = len(table.image_ids)
-    pairs = [
-        _equal_pairs(table.exact, table.exact != 0),
-        _equal_pairs(table.pixels, table.pixels != 0),
+    accepted = [
+        (_equal_pairs(table.exact, table.exact != 0), None),
+        (_equal_pairs(table.pixels, table.pixels != 0), None),
     ]
     if config.near:
-        with_hash = np.flatnonzero(table.has_perceptual)
-        near = find_near_duplicate_pairs(table.perceptual[with_hash], config.threshold)
-        pairs.append(with_hash[near] if near.size else near)
-    labels = cluster_pairs(n, np.concatenate(pairs) if n else np.empty((0, 2), np.int64))
+        accepted.extend(_near_pairs(table, config, verifier))
+    pairs = np.concatenate([rows for rows, _ in accepted]) if n else np.empty((0, 2), np.int64)
+    evidence: dict[tuple[int, int], dict[str, Any]] = {}
+    for rows, records in accepted:
+        for (i, j), record in zip(rows.tolist(), records or (), strict=False):
+            evidence.setdefault((min(i, j), max(i, j)), record)
+    labels = cluster_pairs(n, pairs)
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     clusters = []
@@ -137,6 +174,7 @@ def find_clusters(table: HashTable, config: DedupConfig) -> list[dict[str, Any]]
                         "distance": int(
                             np.bitwise_count(table.perceptual[keeper] ^ table.perceptual[i])
                         ),
+                        "evidence": _member_evidence(evidence, int(keeper), int(i), members),
                     }
                     for i in members
                     if i != keeper
@@ -146,10 +184,66 @@ def find_clusters(table: HashTable, config: DedupConfig) -> list[dict[str, Any]]
     return clusters
 
 
-def _keeper(table: HashTable, members: np.ndarray, policy: str) -> int:
-    """best: largest resolution, then sharpest, then largest file, then first by source path.
+def _near_pairs(
+    table: HashTable, config: DedupConfig, verifier: Verifier | None
+) -> list[tuple[np.ndarray, list[dict[str, Any]] | None]]:
+    """Near pairs with their evidence: hash matches within `threshold`, then verified ones."""
+    with_hash = np.flatnonzero(table.has_perceptual)
+    perceptual = table.perceptual[with_hash]
+    close = find_near_duplicate_pairs(perceptual, config.threshold)
+    distance = np.bitwise_count(perceptual[close[:, 0]] ^ perceptual[close[:, 1]])
+    found = [
+        (with_hash[close], [{"method": "phash", "distance": int(d)} for d in distance.tolist()])
+    ]
+    if verifier is None or not config.verify or config.candidate_radius <= config.threshold:
+        return found
+    candidates = candidate_pairs(
+        perceptual,
+        table.gradient[with_hash],
+        table.mirror[with_hash] if config.flips else None,
+        config.candidate_radius,
+        config.max_verified_pairs,
+    )
+    direct = np.bitwise_count(
+        perceptual[candidates.pairs[:, 0]] ^ perceptual[candidates.pairs[:, 1]]
+    )
+    todo = np.flatnonzero((direct > config.threshold) | candidates.flipped)
+    rows = with_hash[candidates.pairs[todo]]
+    results = verifier(rows, candidates.flipped[todo])
+    confirmed = [k for k, result in enumerate(results) if result is not None]
+    found.append(
+        (
+            rows[confirmed].reshape(-1, 2),
+            [
+                {**results[k].as_record(), "hash_distance": int(candidates.distance[todo[k]])}
+                for k in confirmed
+            ],
+        )
+    )
+    return found
 
-    An image of a dataset already built always wins: this dataset must not repeat it.
+
+def _member_evidence(
+    evidence: dict[tuple[int, int], dict[str, Any]], keeper: int, member: int, members: np.ndarray
+) -> dict[str, Any] | None:
+    """What matched `member` to the keeper, or to the cluster member it was matched with."""
+    direct = evidence.get((min(keeper, member), max(keeper, member)))
+    if direct is not None:
+        return direct
+    for other in members.tolist():
+        record = evidence.get((min(other, member), max(other, member)))
+        if other != member and record is not None:
+            return {**record, "matched": int(other)}
+    return None
+
+
+def _keeper(table: HashTable, members: np.ndarray, policy: str) -> int:
+    """best: the copy most likely to be the source; earliest: first by source path.
+
+    The source has the most pixels (crops and downscales have fewer), then the best encoding
+    (lossless, else the highest estimated JPEG quality: re-saves lose quality), then the most
+    bytes per pixel; sharpness only breaks what is left, because compression artefacts read as
+    sharp. An image of a dataset already built always wins: this dataset must not repeat it.
     """
     external = members[table.origin[members] > 0]
     if external.size:
@@ -159,7 +253,13 @@ def _keeper(table: HashTable, members: np.ndarray, policy: str) -> int:
     return int(
         min(
             members,
-            key=lambda i: (-table.area[i], -table.sharpness[i], -table.size_bytes[i], i),
+            key=lambda i: (
+                -table.area[i],
+                -table.quality[i],
+                -table.size_bytes[i] / max(int(table.area[i]), 1),
+                -table.sharpness[i],
+                i,
+            ),
         )
     )
 
@@ -168,6 +268,31 @@ def _kind(table: HashTable, keeper: int, other: int) -> str:
     same_file = table.exact[keeper] == table.exact[other] != 0
     same_pixels = table.pixels[keeper] == table.pixels[other] != 0
     return "exact" if same_file or same_pixels else "near"
+
+
+def _stage_verifier(
+    store: MetadataStore, blobs: BlobStore, table: HashTable, datasets: list[str]
+) -> Verifier:
+    """The verifier the stage runs: reads each candidate's original file from the blob store.
+
+    Blob keys are looked up once, for the images in candidate pairs only, before the worker
+    threads start (the embedded metadata store is not shared across threads).
+    """
+
+    def run(rows: np.ndarray, flipped: np.ndarray) -> list[Evidence | None]:
+        keys: dict[int, str] = {}
+        involved = np.unique(rows)
+        for origin, dataset in enumerate(datasets):
+            indices = involved[table.origin[involved] == origin].tolist()
+            for start in range(0, len(indices), _KEY_BATCH):
+                batch = {table.image_id(i): i for i in indices[start : start + _KEY_BATCH]}
+                query = {"image_id": {"$in": list(batch)}}
+                fields = ("image_id", "blob_key")
+                for doc in store.iter_images(dataset, fields=fields, extra=query):
+                    keys[batch[doc["image_id"]]] = doc["blob_key"]
+        return PairVerifier(lambda index: blobs.get_bytes(keys[index]))(rows, flipped)
+
+    return run
 
 
 @asset(
@@ -181,6 +306,7 @@ def deduplicated_images(
     context: AssetExecutionContext,
     config: DedupConfig,
     metadata: MetadataStoreResource,
+    blobs: BlobStoreResource,
     validated_images: Manifest,
 ) -> Manifest:
     """One image per cluster of exact (file or pixel hash) and near (perceptual hash) duplicates.
@@ -203,7 +329,9 @@ def deduplicated_images(
         ),
     )
     table = HashTable.from_rows(rows)
-    clusters = find_clusters(table, config) if config.enabled else []
+    sources = [dataset, *config.against]
+    verifier = _stage_verifier(store, blobs.store, table, sources)
+    clusters = find_clusters(table, config, verifier) if config.enabled else []
     store.set_status(dataset, PASSED, "unique", unset=CLUSTER_FIELDS)
     changes = []
     kinds = {"exact": 0, "near": 0}
@@ -230,6 +358,7 @@ def deduplicated_images(
                         "cluster_kind": member["kind"],
                         "duplicate_of": keeper_id,
                         "distance": member["distance"],
+                        "evidence": member["evidence"],
                     },
                 )
             )

@@ -1,0 +1,120 @@
+"""Near duplicates of real photographs (scikit-image's bundled photos) survive real edits, and
+the unedited original is the copy kept."""
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from skimage import data as photos
+
+from dataset_assets.imaging.encoding import LOSSLESS, encoding_quality
+from dataset_assets.imaging.verify import MIN_INLIERS, PairVerifier, keypoints, verify
+
+PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
+DISTINCT = ("camera", "retina")
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(photos, name)()).convert("RGB")
+
+
+def jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def crop(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    return image.crop((int(width * 0.06), int(height * 0.03), width, height - int(height * 0.03)))
+
+
+def caption(image: Image.Image) -> Image.Image:
+    copy = image.copy()
+    draw = ImageDraw.Draw(copy)
+    draw.rectangle((0, copy.height - 30, copy.width, copy.height), fill="black")
+    draw.text((10, copy.height - 24), "(c) stock photo 2026", fill="white")
+    return copy
+
+
+EDITS = {
+    "crop": lambda image: jpeg(crop(image), 85),
+    "rotate": lambda image: jpeg(image.rotate(4, Image.Resampling.BICUBIC), 85),
+    "flip": lambda image: jpeg(ImageOps.mirror(image), 85),
+    "brightened": lambda image: jpeg(ImageEnhance.Brightness(image).enhance(1.3), 60),
+    "recompressed": lambda image: jpeg(image, 40),
+    "resized": lambda image: jpeg(image.resize((image.width // 4, image.height // 4)), 85),
+    "caption": lambda image: jpeg(caption(image), 85),
+}
+
+
+@pytest.fixture(scope="module")
+def edited_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each photo as a quality-92 original and one copy per edit kind, plus unrelated photos."""
+    folder = tmp_path_factory.mktemp("photos")
+    for index, name in enumerate(PHOTOS):
+        image = photo(name)
+        (folder / f"{name}.jpg").write_bytes(jpeg(image, 92))
+        for edit, make in EDITS.items():
+            if (index + list(EDITS).index(edit)) % 2 == 0:
+                (folder / f"{name}_{edit}.jpg").write_bytes(make(image))
+    for name in DISTINCT:
+        (folder / f"{name}.jpg").write_bytes(jpeg(photo(name), 92))
+    return folder
+
+
+def test_every_edited_copy_is_found_and_the_unedited_original_is_kept(pipeline, edited_photos):
+    request = {
+        "request_id": "edits",
+        "dataset_key": str(edited_photos),
+        "dedup": {"max_duplicate_ratio": 1.0},
+    }
+    result = pipeline.run(request)
+    assert result.success
+    docs = {doc["source"]: doc for doc in pipeline.metadata.iter_images("edits")}
+    by_id = {doc["image_id"]: doc["source"] for doc in docs.values()}
+    copies = {source for source in docs if "_" in Path(source).stem}
+    assert {Path(source).stem.split("_", 1)[1] for source in copies} == set(EDITS)
+    for source in copies:
+        doc = docs[source]
+        original = source.split("_", 1)[0] + ".jpg"
+        assert doc["status"] == "duplicate", source
+        assert by_id[doc["duplicate_of"]] == original, source
+        assert doc["cluster_kind"] == "near"
+        assert doc["evidence"]["method"] in ("orb-ransac", "phash"), source
+    for name in (*PHOTOS, *DISTINCT):
+        assert docs[f"{name}.jpg"]["status"] == "processed", name
+    flipped = [docs[source]["evidence"] for source in copies if source.endswith("_flip.jpg")]
+    assert flipped and all(evidence["flipped"] for evidence in flipped)
+
+
+def test_verification_records_its_evidence_and_rejects_other_photos():
+    original = photo("coffee")
+    rotated = Image.open(io.BytesIO(EDITS["rotate"](original)))
+    evidence = verify(keypoints(original), keypoints(rotated))
+    assert evidence is not None
+    assert evidence.inliers >= MIN_INLIERS and evidence.correlation >= 0.9
+    assert evidence.rotation == pytest.approx(4, abs=1)
+    assert not evidence.flipped
+    for other in ("astronaut", "rocket", "chelsea", "camera"):
+        assert verify(keypoints(original), keypoints(photo(other))) is None, other
+
+
+def test_pair_verifier_matches_a_flip_only_against_the_mirror_image():
+    files = [jpeg(photo("rocket"), 92), EDITS["flip"](photo("rocket"))]
+    verifier = PairVerifier(lambda index: files[index], workers=1)
+    assert verifier.check(0, 1, True) is not None
+    assert verifier.check(0, 1, False) is None
+
+
+@pytest.mark.parametrize("quality", [40, 60, 85, 92])
+def test_jpeg_quality_is_read_back_from_the_quantisation_tables(quality):
+    image = Image.open(io.BytesIO(jpeg(photo("chelsea"), quality)))
+    assert abs(encoding_quality(image) - quality) <= 1
+
+
+def test_lossless_files_rank_above_any_jpeg():
+    buffer = io.BytesIO()
+    photo("chelsea").save(buffer, "PNG")
+    assert encoding_quality(Image.open(buffer)) == LOSSLESS
