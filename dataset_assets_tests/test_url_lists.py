@@ -1,6 +1,7 @@
 """Lists of image URLs as a source, downloaded from a real HTTP server on loopback."""
 
 import io
+import itertools
 import json
 import threading
 import time
@@ -18,8 +19,10 @@ import pytest
 
 from dataset_assets.failures import failure_cause
 from dataset_assets.ingest.locate import check_source, open_entries
+from dataset_assets.ingest.parquet_lists import S3RangeFile, read_parquet_list
 from dataset_assets.ingest.sources import SourceError
 from dataset_assets.ingest.urls import (
+    MAX_CAPTION,
     BlockedHostError,
     CheckedRedirects,
     DownloadSettings,
@@ -352,3 +355,133 @@ def test_a_list_whose_urls_are_all_refused_fails_saying_why(
         "(invalid ratio 1.00, max_invalid_ratio 0.50): blocked_host 3"
     )
     assert not server.hits
+
+
+def write_parquet_list(path: Path, *groups: list[dict[str, Any]]) -> Path:
+    """A Parquet file with one row group per list of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Table.from_pylist(groups[0]).schema
+    with pq.ParquetWriter(path, schema) as writer:
+        for rows in groups:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+    return path
+
+
+def test_a_parquet_list_gives_rows_with_labels_and_captions_and_reports_bad_rows(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        {"URL": "https://a.example/x/cat.jpg", "label": "cat", "caption": "a cat", "extra": 1},
+        {"URL": "ftp://a.example/y.jpg", "label": "cat", "caption": None, "extra": 2},
+        {"URL": None, "label": None, "caption": "no url", "extra": 3},
+        {"URL": "https://a.example/d.png", "label": "../dog", "caption": "x" * 5000, "extra": 4},
+    ]
+    listing = write_parquet_list(tmp_path / "part-0.parquet", rows[:2], rows[2:])
+    found = list(read_parquet_list(listing, str(listing)))
+
+    assert [getattr(row, "url", None) for row in found] == [
+        rows[0]["URL"],
+        None,
+        None,
+        rows[3]["URL"],
+    ]
+    assert (found[0].line, found[0].label, found[0].caption) == (1, "cat", "a cat")
+    assert found[0].path.startswith("cat/cat-")
+    assert [found[1].reason, found[2].reason] == ["bad_url", "bad_url"]
+    assert "line 2" in found[1].message and "line 3" in found[2].message
+    assert found[3].label == "dog" and len(found[3].caption) == MAX_CAPTION
+
+
+def test_a_parquet_list_without_a_url_column_or_not_parquet_fails_before_any_download(
+    tmp_path: Path,
+) -> None:
+    listing = write_parquet_list(tmp_path / "links.parquet", [{"link": "http://h/a.png"}])
+    with pytest.raises(SourceError, match="no 'url' column \\(columns: link\\)"):
+        check_source(str(listing), lambda: None)
+    (tmp_path / "fake.parquet").write_text("url\nhttp://h/a.png\n")
+    with pytest.raises(SourceError, match=r"fake\.parquet' is not a Parquet file"):
+        check_source(str(tmp_path / "fake.parquet"), lambda: None)
+    with pytest.raises(SourceError, match="no such file"):
+        check_source(str(tmp_path / "missing.parquet"), lambda: None)
+
+
+def test_a_parquet_list_on_s3_is_read_by_byte_ranges_not_whole(
+    server: ImageServer, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = s3_client(
+        s3_endpoint, "us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    bucket = f"lists-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    rows = [
+        {"url": f"{server.base}/img/pq-{i}.png", "label": "pq", "caption": f"photo {i}"}
+        for i in range(3)
+    ]
+    filler = [
+        [
+            {"url": f"{server.base}/none/{uuid.uuid4().hex}.jpg", "label": "", "caption": ""}
+            for _ in range(2000)
+        ]
+        for _ in range(50)
+    ]
+    listing = write_parquet_list(tmp_path / "laion.parquet", rows, *filler)
+    client.upload_file(str(listing), bucket, "lists/laion.parquet")
+    url = f"s3://{bucket}/lists/laion.parquet"
+    fetched: list[int] = []
+    read_range = S3RangeFile.readinto
+
+    def counted(self: S3RangeFile, buffer: Any) -> int:
+        fetched.append(read_range(self, buffer))
+        return fetched[-1]
+
+    monkeypatch.setattr(S3RangeFile, "readinto", counted)
+
+    assert check_source(url, lambda: client) == url
+    entries = open_entries(
+        url, lambda: client, tmp_path, DownloadSettings(allow_private_hosts=True)
+    )
+    first = {}
+    for entry in itertools.islice(entries, 100):  # downloads finish in any order
+        if entry.caption:  # each entry is read before the next is asked for
+            first[entry.caption] = (entry.path.split("/")[0], entry.open().read())
+        if len(first) == 3:
+            break
+    entries.close()
+
+    assert sorted(first) == ["photo 0", "photo 1", "photo 2"]
+    assert first["photo 0"] == ("pq", image_bytes(zlib.crc32(b"/img/pq-0.png")))
+    assert sum(fetched) < listing.stat().st_size / 4
+    with pytest.raises(SourceError, match=f"no such object in bucket '{bucket}'"):
+        check_source(f"s3://{bucket}/lists/missing.parquet", lambda: client)
+
+
+def test_a_parquet_list_becomes_a_dataset_whose_outputs_keep_labels_and_captions(
+    pipeline: Any, server: ImageServer, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    rows = [
+        {
+            "url": f"{server.base}/img/p{i}.png",
+            "label": "cat" if i < 3 else "dog",
+            "caption": f"p {i}",
+        }
+        for i in range(5)
+    ]
+    request = {
+        "request_id": "from-parquet",
+        "dataset_key": str(write_parquet_list(tmp_path / "urls.parquet", rows)),
+        "ingest": {"allow_private_hosts": True, "download_retries": 0},
+        "tiering": {"parquet_shard_rows": 10},
+    }
+
+    assert pipeline.run(request).success
+
+    outputs = pipeline.outputs("from-parquet")
+    expected = {row["url"]: (row["label"], row["caption"]) for row in rows}
+    manifest = [json.loads(line) for line in outputs["manifest.jsonl"].decode().splitlines()]
+    assert {line["url"]: (line["label"], line["caption"]) for line in manifest} == expected
+    table = pq.read_table(io.BytesIO(outputs["parquet/hot-00000.parquet"])).to_pylist()
+    assert {row["url"]: (row["label"], row["caption"]) for row in table} == expected

@@ -22,6 +22,7 @@ SCHEMA = pa.schema(
         ("label", pa.string()),
         ("source", pa.string()),
         ("url", pa.string()),
+        ("caption", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("format", pa.string()),

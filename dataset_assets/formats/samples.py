@@ -48,6 +48,7 @@ def image_record(doc: dict[str, Any], output: dict[str, Any], tier: str) -> dict
         "label": doc.get("label") or "",
         "source": doc["source"],
         "url": doc.get("origin") or "",
+        "caption": doc.get("caption") or "",
         "width": output["width"],
         "height": output["height"],
         "format": output["format"],

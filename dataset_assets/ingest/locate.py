@@ -11,6 +11,7 @@ from pathlib import Path
 
 from botocore.client import BaseClient
 
+from dataset_assets.ingest.parquet_lists import open_parquet_list, read_parquet_list
 from dataset_assets.ingest.s3_sources import (
     is_s3_url,
     iter_s3_entries,
@@ -20,6 +21,7 @@ from dataset_assets.ingest.s3_sources import (
 from dataset_assets.ingest.sources import Entry, SourceError, iter_entries, resolve_source
 from dataset_assets.ingest.urls import (
     DownloadSettings,
+    UrlRow,
     checked_url_list,
     is_url_list,
     iter_url_entries,
@@ -42,18 +44,21 @@ def _names_url_list(url: str) -> bool:
     return is_url_list(url) and (is_s3_url(url) or not Path(url).expanduser().is_dir())
 
 
-def _url_list_lines(url: str, s3: ClientFactory) -> Iterator[str]:
+def _url_rows(url: str, s3: ClientFactory) -> Iterator[UrlRow | Entry]:
+    """The rows of a URL list; the first one asked for fails when the list is unusable."""
+    if url.lower().endswith(".parquet"):
+        return read_parquet_list(open_parquet_list(url, s3() if is_s3_url(url) else None), url)
     lines = s3_text_lines(s3(), url) if is_s3_url(url) else open_url_list(Path(url).expanduser())
-    return checked_url_list(lines, url)
+    return read_url_list(checked_url_list(lines, url), url)
 
 
 def check_source(dataset_key: str, s3: ClientFactory) -> str:
     """Raise `SourceError` naming the key unless the source exists; returns where it is."""
     url = source_url(dataset_key)
     if _names_url_list(url):
-        lines = _url_list_lines(url, s3)
-        next(iter(lines), None)
-        lines.close()
+        rows = _url_rows(url, s3)
+        next(rows, None)
+        rows.close()
         return url
     if is_s3_url(url):
         return str(resolve_s3_source(s3(), url))
@@ -67,7 +72,7 @@ def open_entries(
     `scratch`."""
     url = source_url(dataset_key)
     if _names_url_list(url):
-        return iter_url_entries(read_url_list(_url_list_lines(url, s3), url), downloads, scratch)
+        return iter_url_entries(_url_rows(url, s3), downloads, scratch)
     if is_s3_url(url):
         client = s3()
         return iter_s3_entries(client, resolve_s3_source(client, url), scratch)

@@ -120,16 +120,25 @@ def iter_s3_entries(client: BaseClient, source: S3Source, spool_dir: Path) -> It
         yield from _prefix_entries(client, source)
 
 
-def s3_text_lines(client: BaseClient, url: str) -> Iterator[str]:
-    """The lines of a text object (a URL list), streamed from the response, ends kept."""
+def object_size(client: BaseClient, url: str) -> int:
+    """The size of the object `url` names; a `SourceError` naming the URL when there is none."""
     bucket, key = parse_s3_url(url)
     try:
         with s3_errors(client, bucket):
-            if not key or not _object_exists(client, bucket, key):
-                raise SourceError(f"dataset_key {url!r}: no such object in bucket {bucket!r}")
-            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+            head = _head(client, bucket, key) if key else None
     except MissingBucketError as error:
         raise SourceError(f"dataset_key {url!r}: {error}") from None
+    if head is None:
+        raise SourceError(f"dataset_key {url!r}: no such object in bucket {bucket!r}")
+    return head["ContentLength"]
+
+
+def s3_text_lines(client: BaseClient, url: str) -> Iterator[str]:
+    """The lines of a text object (a URL list), streamed from the response, ends kept."""
+    object_size(client, url)
+    bucket, key = parse_s3_url(url)
+    with s3_errors(client, bucket):
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
     with closing(body):
         for line in body.iter_lines(keepends=True):
             yield line.decode("utf-8", errors="replace")
@@ -143,14 +152,17 @@ def _folder(key: str) -> str:
     return key if not key or key.endswith("/") else f"{key}/"
 
 
-def _object_exists(client: BaseClient, bucket: str, key: str) -> bool:
+def _head(client: BaseClient, bucket: str, key: str) -> dict | None:
     try:
-        client.head_object(Bucket=bucket, Key=key)
+        return client.head_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as error:
         if error_code(error) in NOT_FOUND:
-            return False
+            return None
         raise
-    return True
+
+
+def _object_exists(client: BaseClient, bucket: str, key: str) -> bool:
+    return _head(client, bucket, key) is not None
 
 
 def _opener(client: BaseClient, bucket: str, key: str) -> Callable[[], BinaryIO]:

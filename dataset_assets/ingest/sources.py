@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-URL_LIST_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
+URL_LIST_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
 SIDECAR_SUFFIXES = frozenset({".csv", ".json", ".jsonl", ".txt", ".md", ".yaml", ".yml", ".xml"})
 
 
@@ -36,6 +36,8 @@ class Entry:
     message: str | None = None
     origin: str | None = None
     """Where the file was fetched from, when that is not the dataset itself (a URL)."""
+    caption: str | None = None
+    """The text a URL list gives with the image (its `caption` column)."""
 
     @property
     def is_sidecar(self) -> bool:

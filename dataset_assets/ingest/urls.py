@@ -1,8 +1,9 @@
 """A list of image URLs (what img2dataset reads) as the entries of a dataset.
 
 A `dataset_key` naming a `.txt` (one URL per line, `#` comments), `.csv` / `.tsv` (a `url`
-column and an optional `label` column) or `.jsonl` (`{"url": ..., "label": ...}` per line) file,
-local or on S3, is a list of images to download. Downloads run in a bounded thread pool, each
+column and optional `label` and `caption` columns), `.jsonl` (`{"url": ..., "label": ...}` per
+line) or `.parquet` file (read by `parquet_lists`), local or on S3, is a list of images to
+download. Downloads run in a bounded thread pool, each
 streamed to a spool file with the size limit enforced as bytes arrive, and are retried with
 backoff on timeouts, dropped connections, 429 and 5xx. A URL that cannot be fetched becomes a
 rejected entry (`bad_url`, `blocked_host`, `download_failed`, `file_too_large`) naming the URL,
@@ -31,12 +32,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from dataset_assets.ingest.sources import URL_LIST_SUFFIXES, Entry, SourceError
@@ -46,6 +47,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 CHUNK = 1024 * 1024
+MAX_CAPTION = 4096
+"""Characters of a caption kept: enough for alt text, bounded for the metadata store."""
 
 
 @cache
@@ -75,6 +78,7 @@ class UrlRow:
     line: int
     url: str
     label: str = ""
+    caption: str = ""
 
     @property
     def path(self) -> str:
@@ -119,26 +123,28 @@ def read_url_list(lines: Iterable[str], name: str) -> Iterator[UrlRow | Entry]:
         reader = csv.DictReader(lines, delimiter=delimiter)
         reader.fieldnames = [field.strip().lower() for field in reader.fieldnames or []]
         for record in reader:
-            yield _row(reader.line_num, record.get("url") or "", record.get("label") or "")
+            yield url_row(reader.line_num, record.get("url") or "", record)
     elif name.lower().endswith(".jsonl"):
         for number, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
             try:
                 record = json.loads(text)
-                url, label = record["url"], record.get("label") or ""
+                url = record["url"]
             except (ValueError, KeyError, TypeError) as error:
                 yield _bad(number, text.strip()[:200], f"not a JSON object with 'url' ({error})")
                 continue
-            yield _row(number, str(url), str(label))
+            yield url_row(number, str(url), record)
     else:
         for number, text in enumerate(lines, start=1):
             url = text.strip()
             if url and not url.startswith("#"):
-                yield _row(number, url, "")
+                yield url_row(number, url, {})
 
 
-def _row(number: int, url: str, label: str) -> UrlRow | Entry:
+def url_row(number: int, url: str, columns: Mapping[str, Any]) -> UrlRow | Entry:
+    """A list's row as a URL to fetch, with its `label` and `caption` columns if any, or as a
+    rejected entry when the URL is not an http(s) URL."""
     url = url.strip()
     try:
         parts = urlsplit(url)
@@ -147,7 +153,8 @@ def _row(number: int, url: str, label: str) -> UrlRow | Entry:
         return _bad(number, url, f"not a valid URL ({error})")
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         return _bad(number, url, "only http:// and https:// URLs with a host are downloaded")
-    return UrlRow(number, url, SAFE_NAME.sub("_", label.strip()).strip("._")[:64])
+    label = SAFE_NAME.sub("_", str(columns.get("label") or "").strip()).strip("._")[:64]
+    return UrlRow(number, url, label, str(columns.get("caption") or "")[:MAX_CAPTION])
 
 
 def _bad(number: int, url: str, why: str) -> Entry:
@@ -360,7 +367,13 @@ def _save(
     if content_type.startswith("image/"):
         guessed = mimetypes.guess_extension(content_type) or suffix
         suffix = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(guessed, guessed)
-    entry = Entry(row.path_with(suffix), size, open=partial(open, spool, "rb"), origin=row.url)
+    entry = Entry(
+        row.path_with(suffix),
+        size,
+        open=partial(open, spool, "rb"),
+        origin=row.url,
+        caption=row.caption or None,
+    )
     return entry, spool
 
 

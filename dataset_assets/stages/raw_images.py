@@ -131,6 +131,7 @@ def raw_images(
                         **fields,
                         "source": entry.path,
                         **({"origin": entry.origin} if entry.origin else {}),
+                        **({"caption": entry.caption} if entry.caption else {}),
                         "bucket": bucket_of(image_id),
                         "ingest_run": context.run.run_id,
                         **({"reject_stage": "ingest"} if fields["status"] == "rejected" else {}),

@@ -27,6 +27,7 @@ IMAGE_FIELDS = (
     "image_id",
     "source",
     "origin",
+    "caption",
     "sha256",
     "validation",
     "outputs",
