@@ -38,6 +38,15 @@ def photos(tmp_path: Path) -> Path:
     return write_photos(tmp_path / "photos", LAYOUT)
 
 
+@pytest.fixture
+def dataset_root(pipeline, photos, tmp_path, monkeypatch) -> Path:
+    """The folder of a finished run on the photos, with `datasets` offline and its cache here."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert pipeline.run(request(photos)).success
+    return pipeline.blobs.root / "datasets" / "photos"
+
+
 def request(source: Path, request_id: str = "photos") -> dict:
     return {
         "request_id": request_id,
@@ -138,15 +147,10 @@ def test_every_path_in_every_output_file_resolves_from_the_dataset_root(pipeline
     assert '"Resize"' in card and json.dumps(str(photos)) in card
 
 
-def test_hugging_face_datasets_loads_the_tiers_the_folder_and_the_parquet_files(
-    pipeline, photos, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+def test_hugging_face_datasets_loads_the_tiers_the_folder_and_the_parquet_files(dataset_root):
     import datasets
 
-    assert pipeline.run(request(photos)).success
-    root = pipeline.blobs.root / "datasets" / "photos"
+    root = dataset_root
     manifest = {
         line["file_name"]: line
         for line in map(json.loads, (root / "manifest.jsonl").read_text().splitlines())
@@ -179,13 +183,8 @@ def test_hugging_face_datasets_loads_the_tiers_the_folder_and_the_parquet_files(
         assert row["image"].tobytes() == Image.open(root / row["file_name"]).tobytes()
 
 
-def test_the_loading_code_in_the_dataset_card_runs_as_written(
-    pipeline, photos, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    assert pipeline.run(request(photos)).success
-    root = pipeline.blobs.root / "datasets" / "photos"
+def test_the_loading_code_in_the_dataset_card_runs_as_written(dataset_root):
+    root = dataset_root
     card = (root / "README.md").read_text()
     code = card.split("## Loading", 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
     found: dict = {}
@@ -199,11 +198,10 @@ def test_the_loading_code_in_the_dataset_card_runs_as_written(
     assert sum(1 for _ in found["samples"]) == len(LAYOUT) - 1
 
 
-def test_webdataset_iterates_images_with_integer_classes_in_sorted_label_order(pipeline, photos):
+def test_webdataset_iterates_images_with_integer_classes_in_sorted_label_order(dataset_root):
     import webdataset
 
-    assert pipeline.run(request(photos)).success
-    root = pipeline.blobs.root / "datasets" / "photos"
+    root = dataset_root
     shards = sorted(str(path) for path in (root / "webdataset").glob("shard-*.tar"))
     classes = sorted({PurePosixPath(path).parent.name for path in LAYOUT})
     samples = list(
@@ -217,11 +215,10 @@ def test_webdataset_iterates_images_with_integer_classes_in_sorted_label_order(p
         assert image.size == Image.open(root / record["file_name"]).size
 
 
-def test_each_tier_is_an_image_folder_tree_as_torchvision_reads_it(pipeline, photos):
+def test_each_tier_is_an_image_folder_tree_as_torchvision_reads_it(dataset_root):
     """torchvision is too heavy for the test extra, so this applies its `ImageFolder` rules:
     classes are the sorted sub-folders, samples the files with an image extension below them."""
-    assert pipeline.run(request(photos)).success
-    root = pipeline.blobs.root / "datasets" / "photos"
+    root = dataset_root
     labels = json.loads((root / "labels.json").read_text())
     for tier in ("hot", "cold"):
         classes = sorted(entry.name for entry in (root / tier).iterdir() if entry.is_dir())
