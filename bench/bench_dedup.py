@@ -131,6 +131,7 @@ def ours(folder: Path, files: list[str]) -> Iterable[set[str]]:
             "phash": found.perceptual_hash,
             "mirror_hash": found.mirror_hash,
             "gradient_hash": found.gradient_hash,
+            "window_hashes": found.window_hashes,
             "pixel_hash": found.pixel_hash,
             "encoding_quality": found.encoding_quality,
             "width": found.width,

@@ -1,8 +1,8 @@
 """Real photographs for the dedup benchmark, from sources that need no network beyond Debian's.
 
 - `tuxpaint-stamps-default`: photo cut-outs of animals, food, plants, vehicles... (clip-art,
-  letters, sign language and symbols left out, and the stamps that are mirror images of
-  another), flattened on white like a product photo;
+  letters, sign language and symbols left out, and the stamps that are mirror images,
+  recolourings or one-detail variants of another), flattened on white like a product photo;
 - `opencv-doc`: the sample photographs (street, building, fruit, people, test photos);
 - scikit-image's and scikit-learn's bundled photographs, when those packages are installed.
 
@@ -26,7 +26,20 @@ DEBIAN_PACKAGES = ("tuxpaint-stamps-default", "opencv-doc")
 _OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
 _TUXPAINT = "usr/share/tuxpaint/stamps"
 _NOT_PHOTOS = ("cartoon", "symbols", "asl", "clipart", "alphabet")
-_OPENCV_SKIP = {"ela_modified.jpg", "LinuxLogo.jpg", "WindowsLogo.jpg", "text_defocus.jpg"}
+_OPENCV_SKIP = {
+    "ela_modified.jpg",  # an edited copy of ela_original.jpg
+    "chessboard.png",  # a drawn pattern whose quarters are the same picture
+    "LinuxLogo.jpg",
+    "WindowsLogo.jpg",
+    "text_defocus.jpg",
+}
+_TUXPAINT_VARIANTS = {
+    # The same drawing recoloured or with one detail changed: one of each family stays.
+    "dreydl-gimmel", "dreydl-hay", "dreydl-nun", "dreydl-shin",
+    "greenflag", "blue-and-yellowflag",
+    "stoplight_02_yellow", "stoplight_03_green",
+    "t_tshirt", "t-junction",
+}  # fmt: skip
 SAME_SCENE = (
     ("aloeL.jpg", "aloeR.jpg"),
     ("leuvenA.jpg", "leuvenB.jpg"),
@@ -67,7 +80,8 @@ def fetch(cache: Path) -> Path:
 def _tuxpaint(root: Path) -> Iterator[tuple[str, Image.Image]]:
     for path in sorted((root / _TUXPAINT).rglob("*.png")):
         parts = path.relative_to(root / _TUXPAINT).parts
-        if "_mirror" not in path.stem and not any(part in _NOT_PHOTOS for part in parts):
+        variant = "_mirror" in path.stem or path.stem in _TUXPAINT_VARIANTS
+        if not variant and not any(part in _NOT_PHOTOS for part in parts):
             yield f"tuxpaint/{path.stem}", Image.open(path)
 
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable
 
-from dagster import DagsterEvent, DagsterEventType
+from dagster import AssetCheckSeverity, DagsterEvent, DagsterEventType
 
 
 def failure_cause(
@@ -10,15 +10,17 @@ def failure_cause(
 ) -> tuple[str | None, str]:
     """The stage that stopped the run and why.
 
-    A failed blocking check comes first, with its description (Dagster's own error names only
-    the check); then the first failed step, with a `Failure`'s description or else the innermost
-    exception; then the run's own message (a failure before any step, or a cancellation).
+    A failed blocking check of ERROR severity comes first, with its description (Dagster's own
+    error names only the check; a WARN check does not stop a run); then the first failed step,
+    with a `Failure`'s description or else the innermost exception; then the run's own message
+    (a failure before any step, or a cancellation).
     """
     events = list(events)
     for event in events:
         if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
-            if not evaluation.passed and evaluation.blocking and evaluation.description:
+            stops = evaluation.blocking and evaluation.severity == AssetCheckSeverity.ERROR
+            if not evaluation.passed and stops and evaluation.description:
                 stage = evaluation.asset_key.path[-1]
                 return stage, f"check {evaluation.check_name} failed: {evaluation.description}"
     for event in events:

@@ -66,6 +66,17 @@ class IngestConfig(Config):
         )
 
 
+def _max_ratio(what: str, check: str) -> Any:
+    """The threshold field of a quality gate: unset means the default, which only warns."""
+    return pydantic.Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=f"Share of {what} above which the {check} gate trips (0.5 when unset). "
+        "Blocks the run in strict mode or when set; otherwise warns.",
+    )
+
+
 class ValidationConfig(Config):
     """What a usable image is, and what happens to the others."""
 
@@ -87,9 +98,7 @@ class ValidationConfig(Config):
     multi_frame: Literal["first", "reject"] = "first"
     target_mode: Literal["RGB", "L", "keep"] = "RGB"
     hash_kind: Literal["phash", "dhash", "whash"] = "phash"
-    max_invalid_ratio: float = pydantic.Field(
-        default=0.5, ge=0, le=1, description="The invalid_ratio check fails above this share."
-    )
+    max_invalid_ratio: float | None = _max_ratio("rejects", "invalid_ratio")
     images_per_shard: int = pydantic.Field(
         default=256, ge=4, description="Images per shard step; never one step per image."
     )
@@ -128,7 +137,7 @@ class DedupConfig(Config):
         description="best = the likely original: most pixels, then lossless or highest JPEG "
         "quality, then most bytes per pixel, then sharpest; earliest = first by source path.",
     )
-    max_duplicate_ratio: float = pydantic.Field(default=0.5, ge=0, le=1)
+    max_duplicate_ratio: float | None = _max_ratio("duplicates", "duplicate_ratio")
     against: list[str] = pydantic.Field(
         default_factory=list,
         description="Request ids of datasets already built: their kept images count as "

@@ -289,7 +289,13 @@ def test_hostile_archive_entries_are_rejected_with_reasons_and_strict_mode_names
     buffer = io.BytesIO()
     photo(64, 48, 1).save(buffer, "PNG")
     archive = _hostile_zip(tmp_path, buffer.getvalue())
-    blocked = pipeline.run({"request_id": "hostile", "dataset_key": str(archive)})
+    blocked = pipeline.run(
+        {
+            "request_id": "hostile",
+            "dataset_key": str(archive),
+            "validation": {"max_invalid_ratio": 0.5},
+        }
+    )
     assert not blocked.success
     (check,) = blocked.get_asset_check_evaluations()
     assert (check.check_name, check.passed) == ("invalid_ratio", False)

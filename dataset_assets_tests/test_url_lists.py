@@ -351,8 +351,8 @@ def test_a_list_whose_urls_are_all_refused_fails_saying_why(
     stage, cause = failure_cause(result.all_events)
     assert stage == "validated_images"
     assert cause == (
-        "check invalid_ratio failed: 3 of 3 images rejected "
-        "(invalid ratio 1.00, max_invalid_ratio 0.50): blocked_host 3"
+        "check invalid_ratio failed: 3 of 3 images rejected: blocked_host 3 (invalid ratio "
+        "1.00, validation.max_invalid_ratio 0.50 (default); blocks: no image left)"
     )
     assert not server.hits
 

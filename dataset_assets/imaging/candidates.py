@@ -2,7 +2,8 @@
 
 Each hash is searched with the exact multi-index search of `neardup`, at a radius looser than a
 hash alone could be trusted with: the perceptual hash, the difference hash (robust to overlays),
-and the perceptual hash against the others' mirror hashes (flipped copies). The union is what
+the perceptual hash against the others' window hashes (crops, rotations) and against their
+mirror hashes (flipped copies). The union is what
 the verification step checks, closest pairs first and at most `limit` of them, so its cost is
 bounded whatever the collection.
 """
@@ -27,20 +28,23 @@ class Candidates:
 def candidate_pairs(
     perceptual: np.ndarray,
     gradient: np.ndarray,
+    windows: np.ndarray,
     mirror: np.ndarray | None,
     radius: int,
     limit: int,
 ) -> Candidates:
-    """Pairs within `radius` bits on either hash, or between a hash and a mirror hash.
+    """Pairs within `radius` bits on either hash, between one image's hash and a window hash of
+    the other (`windows`: one column per window), or between a hash and a mirror hash.
 
     With `mirror` None flips are not searched. Returns at most `limit` pairs, closest first.
     """
     found = [
         _with_distance(find_near_duplicate_pairs(perceptual, radius), perceptual),
         _with_distance(find_near_duplicate_pairs(gradient, radius), gradient),
+        *(_across(perceptual, column, radius, False) for column in windows.T),
     ]
     if mirror is not None:
-        found.append(_mirror_pairs(perceptual, mirror, radius))
+        found.append(_across(perceptual, mirror, radius, True))
     pairs = np.concatenate([rows for rows, _, _ in found])
     distance = np.concatenate([d for _, d, _ in found])
     flipped = np.concatenate([f for _, _, f in found])
@@ -62,16 +66,20 @@ def _with_distance(
     return pairs, distance, np.zeros(len(pairs), dtype=bool)
 
 
-def _mirror_pairs(
-    perceptual: np.ndarray, mirror: np.ndarray, radius: int
+def _across(
+    perceptual: np.ndarray, other: np.ndarray, radius: int, flipped: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs where one image's hash is near the other's mirror hash."""
+    """Pairs where one image's hash is near another image's `other` hash (a window, a mirror).
+
+    One search over both columns: pairs within a column are found too and dropped, which costs
+    little next to keeping a second index.
+    """
     n = len(perceptual)
-    pairs = find_near_duplicate_pairs(np.concatenate((perceptual, mirror)), radius)
+    pairs = find_near_duplicate_pairs(np.concatenate((perceptual, other)), radius)
     across = pairs[(pairs[:, 0] < n) & (pairs[:, 1] >= n)]
     first, second = across[:, 0], across[:, 1] - n
     distinct = first != second
     first, second = first[distinct], second[distinct]
-    distance = np.bitwise_count(perceptual[first] ^ mirror[second]).astype(np.int64)
+    distance = np.bitwise_count(perceptual[first] ^ other[second]).astype(np.int64)
     rows = np.stack((np.minimum(first, second), np.maximum(first, second)), axis=1)
-    return rows.astype(np.int64), distance, np.ones(len(rows), dtype=bool)
+    return rows.astype(np.int64), distance, np.full(len(rows), flipped)

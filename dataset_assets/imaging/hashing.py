@@ -40,6 +40,34 @@ def mirror_hash(image: Image.Image, kind: HashKind = "phash") -> str:
     return perceptual_hash(ImageOps.mirror(image), kind)
 
 
+WINDOWS = (
+    (0.0, 0.0, 0.9, 0.9),
+    (0.1, 0.0, 1.0, 0.9),
+    (0.0, 0.1, 0.9, 1.0),
+    (0.1, 0.1, 1.0, 1.0),
+    (0.05, 0.05, 0.95, 0.95),
+)
+"""Windows (left, top, right, bottom as shares of the side) hashed for crop matching: the four
+corners and the centre, each 90% of the width and height."""
+
+
+def window_hashes(image: Image.Image, kind: HashKind = "phash") -> list[str]:
+    """`perceptual_hash` of each of the `WINDOWS` of `image`.
+
+    A crop keeps most of a picture but moves its hash as far as an unrelated photo's (a 15% crop
+    moves a phash by 20 to 28 bits). The crop's own hash lands a few bits from the window of the
+    original it most resembles, so the dedup stage also searches each image's hash against the
+    others' window hashes. Small rotations, whose filled corners the windows leave out, come
+    closer the same way.
+    """
+    width, height = image.size
+    boxes = (
+        (round(left * width), round(top * height), round(right * width), round(bottom * height))
+        for left, top, right, bottom in WINDOWS
+    )
+    return [perceptual_hash(image.crop(box), kind) for box in boxes]
+
+
 def gradient_hash(image: Image.Image) -> str:
     """The difference hash (dhash): a second opinion for near-duplicate candidates.
 

@@ -27,6 +27,7 @@ from dataset_assets.imaging.hashing import (
     mirror_hash,
     perceptual_hash,
     pixel_hash,
+    window_hashes,
 )
 from dataset_assets.imaging.quality import ISSUE_THRESHOLDS, flag_issues, measure_quality
 
@@ -118,6 +119,7 @@ class Inspection:
         perceptual_hash: 16 hex characters of `rules.hash_kind` on the decoded, oriented image.
         mirror_hash: The same hash of the image's left-right mirror, to find flipped copies.
         gradient_hash: The difference hash, a second kind of near-duplicate candidate.
+        window_hashes: The hash of five 90% windows of the image, to find crops of it.
         encoding_quality: 100 for lossless files, the JPEG quality estimated from the file's
             quantisation tables, None when unknown: ranks copies to keep the likely original.
         pixel_hash: SHA-256 of the normalised pixels at decode scale with their mode and size:
@@ -143,6 +145,7 @@ class Inspection:
     pixel_hash: str | None
     mirror_hash: str | None = None
     gradient_hash: str | None = None
+    window_hashes: tuple[str, ...] = ()
     encoding_quality: int | None = None
     issues: dict[str, float] = field(default_factory=dict)
     flagged: tuple[str, ...] = ()
@@ -339,6 +342,7 @@ def _accepted(decoded: _Decoded, header: _Header, name: str, rules: ValidationRu
         pixel_hash=pixel_hash(decoded.normalised, (decoded.width, decoded.height)),
         mirror_hash=mirror_hash(decoded.view, rules.hash_kind),
         gradient_hash=gradient_hash(decoded.view),
+        window_hashes=tuple(window_hashes(decoded.view, rules.hash_kind)),
         encoding_quality=decoded.encoding_quality,
         issues=issues,
         flagged=flag_issues(issues),

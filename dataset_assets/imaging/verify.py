@@ -48,6 +48,8 @@ MIN_OVERLAP = 0.5
 """Share of the smaller image the other must cover after alignment."""
 
 _REPROJECTION_PX = 4.0
+# Below OpenCV's default (20) so that smooth photos (fruit, sky) still yield keypoints.
+_FAST_THRESHOLD = 10
 _COMPARE_SIDE = 64
 _BLOCK = 8
 _FLAT_BLOCK = 25.0
@@ -97,7 +99,8 @@ def keypoints(image: Image.Image, *, mirrored: bool = False) -> Keypoints:
     if mirrored:
         image = ImageOps.mirror(image)
     gray = grey_copy(image)
-    found, descriptors = cv2.ORB_create(FEATURES).detectAndCompute(gray, None)
+    detector = cv2.ORB_create(FEATURES, fastThreshold=_FAST_THRESHOLD)
+    found, descriptors = detector.detectAndCompute(gray, None)
     points = np.array([point.pt for point in found], dtype=np.float32).reshape(-1, 2)
     return Keypoints(points=points, descriptors=descriptors, gray=gray, mirrored=mirrored)
 

@@ -60,6 +60,12 @@ ACCENT = "#3b6fd8"
 
 STYLE = """
 *{box-sizing:border-box}
+.stopped{background:#fdecea;border:1px solid #e0a39c;color:#8a1c12;padding:10px 14px;
+ border-radius:8px;margin:0 0 14px}
+table.gates{margin-top:16px;border-collapse:collapse}
+table.gates td,table.gates th{padding:4px 12px;text-align:left;border-bottom:1px solid #e3e7ee}
+.gate-warning{color:#9a6700;font-weight:600}.gate-stopped{color:#8a1c12;font-weight:600}
+.gate-passed{color:#1a7f37}
 body{margin:0;background:#f3f5f9;color:#1f2933;
  font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 header{background:#1f2a44;color:#fff;padding:28px 0 0}
@@ -274,8 +280,39 @@ def _summary_section(report: Mapping[str, Any]) -> str:
     half = (len(keys) + 1) // 2
     tables = "".join(_counts_table(metrics, part) for part in (keys[:half], keys[half:]) if part)
     counts = f'<div class="counts">{tables}</div>' if tables else _empty("No counts recorded")
-    body = f'<div class="summary-grid">{score_card}{counts}</div>'
-    return _section("summary", "Summary", "", body)
+    body = f'<div class="summary-grid">{score_card}{counts}</div>{_gates(report)}'
+    return _section("summary", "Summary", _stopped(report.get("stopped_by")), body)
+
+
+def _stopped(stopped_by: Mapping[str, Any] | None) -> str:
+    """The banner of a run that a gate or strict validation stopped."""
+    if not stopped_by:
+        return ""
+    return (
+        f'<div class="stopped"><strong>Run stopped by {_e(stopped_by.get("gate"))}</strong> '
+        f"(<code>{_e(stopped_by.get('field'))}</code>): {_e(stopped_by.get('message'))}. "
+        "The figures below are those of the stages that ran.</div>"
+    )
+
+
+def _gates(report: Mapping[str, Any]) -> str:
+    """One row per quality gate: what it saw, its threshold and whether it passed or warned."""
+    gates = report.get("gates") or []
+    if not gates:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(gate.get('gate'))}</td><td><code>{_e(gate.get('field'))}</code></td>"
+        f'<td class="num">{float(gate.get("value") or 0):.2f}</td>'
+        f'<td class="num">{float(gate.get("threshold") or 0):.2f}'
+        f"{'' if gate.get('explicit') else ' (default)'}</td>"
+        f'<td class="gate-{_e(str(gate.get("outcome", "")).split()[0])}">'
+        f"{_e(gate.get('outcome'))}</td></tr>"
+        for gate in gates
+    )
+    return (
+        '<table class="gates"><thead><tr><th>gate</th><th>request field</th><th>value</th>'
+        f"<th>threshold</th><th>outcome</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _counts_table(metrics: Mapping[str, Any], keys: Sequence[str]) -> str:

@@ -9,19 +9,21 @@ from typing import Any
 import numpy as np
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetExecutionContext,
     asset,
     asset_check,
 )
 
 from dataset_assets.imaging.candidates import candidate_pairs
+from dataset_assets.imaging.hashing import WINDOWS
 from dataset_assets.imaging.neardup import cluster_pairs, find_near_duplicate_pairs, hash_to_int
 from dataset_assets.imaging.verify import Evidence, PairVerifier
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import DedupConfig
+from dataset_assets.stages.gates import gate, gate_result
 from dataset_assets.stages.policies import METADATA_RETRY
+from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.metadata import MetadataStore
@@ -37,7 +39,7 @@ CLUSTER_FIELDS = ("cluster", "cluster_kind", "duplicate_of", "distance", "eviden
 
 @dataclass
 class HashTable:
-    """Per-image columns as numpy arrays: all dedup holds in memory, ~70 bytes an image.
+    """Per-image columns as numpy arrays: all dedup holds in memory, ~130 bytes an image.
 
     Rows are in source-path order, so a row's index is also its rank for the keep policies.
     """
@@ -50,6 +52,7 @@ class HashTable:
     has_perceptual: np.ndarray  # bool
     mirror: np.ndarray  # uint64: the perceptual hash of the mirror image
     gradient: np.ndarray  # uint64: the difference hash
+    windows: np.ndarray  # (n, len(WINDOWS)) uint64: hashes of the windows, for crops
     area: np.ndarray  # int64
     quality: np.ndarray  # int8: estimated encoding quality, 100 lossless, -1 unknown
     sharpness: np.ndarray  # float64
@@ -66,6 +69,7 @@ class HashTable:
             "has_perceptual": array("b"),
             "mirror": array("Q"),
             "gradient": array("Q"),
+            "windows": array("Q"),
             "area": array("q"),
             "quality": array("b"),
             "sharpness": array("d"),
@@ -82,6 +86,9 @@ class HashTable:
             columns["has_perceptual"].append(bool(found.get("phash")))
             columns["mirror"].append(_hash(found.get("mirror_hash")))
             columns["gradient"].append(_hash(found.get("gradient_hash")))
+            windows = found.get("window_hashes") or ()
+            columns["windows"].extend(_hash(value) for value in windows)
+            columns["windows"].extend(0 for _ in range(len(WINDOWS) - len(windows)))
             quality = found.get("encoding_quality")
             columns["quality"].append(-1 if quality is None else int(quality))
             columns["area"].append((found.get("width") or 0) * (found.get("height") or 0))
@@ -102,6 +109,7 @@ class HashTable:
             has_perceptual=arrays["has_perceptual"].astype(bool),
             mirror=arrays["mirror"].astype(np.uint64),
             gradient=arrays["gradient"].astype(np.uint64),
+            windows=arrays["windows"].astype(np.uint64).reshape(-1, len(WINDOWS)),
             area=arrays["area"].astype(np.int64),
             quality=arrays["quality"].astype(np.int8),
             sharpness=arrays["sharpness"].astype(np.float64),
@@ -200,6 +208,7 @@ def _near_pairs(
     candidates = candidate_pairs(
         perceptual,
         table.gradient[with_hash],
+        table.windows[with_hash],
         table.mirror[with_hash] if config.flips else None,
         config.candidate_radius,
         config.max_verified_pairs,
@@ -366,6 +375,8 @@ def deduplicated_images(
     duplicates = kinds["exact"] + kinds["near"]
     total = int(np.count_nonzero(table.origin == 0))
     unique = total - duplicates
+    ratio = round(duplicates / total, 4) if total else 0.0
+    validation = (store.load_stage(dataset, "validated_images") or {}).get("summary") or {}
     return finish_stage(
         context,
         store,
@@ -379,8 +390,14 @@ def deduplicated_images(
             "near_duplicates": kinds["near"],
             "clusters": len(clusters),
             "in_earlier_datasets": earlier,
-            "duplicate_ratio": round(duplicates / total, 4) if total else 0.0,
-            "max_duplicate_ratio": config.max_duplicate_ratio,
+            "duplicate_ratio": ratio,
+            "gate": gate(
+                "duplicate_ratio",
+                "dedup.max_duplicate_ratio",
+                ratio,
+                config.max_duplicate_ratio,
+                validation.get("mode", "lenient"),
+            ),
             "threshold": config.threshold if config.near else None,
         },
         started=started,
@@ -389,15 +406,19 @@ def deduplicated_images(
 
 
 @asset_check(asset=deduplicated_images, partitions_def=datasets_partitions, blocking=True)
-def duplicate_ratio(deduplicated_images: Manifest) -> AssetCheckResult:
-    """Stops a dataset that is mostly copies of itself (above `max_duplicate_ratio`)."""
+def duplicate_ratio(
+    deduplicated_images: Manifest, metadata: MetadataStoreResource, blobs: BlobStoreResource
+) -> AssetCheckResult:
+    """Warns, or in strict mode (or when `dedup.max_duplicate_ratio` is set) stops, a dataset
+    that is mostly copies of itself; a stopped run still writes its report."""
     summary = deduplicated_images.summary
-    return AssetCheckResult(
-        passed=summary["duplicate_ratio"] <= summary["max_duplicate_ratio"],
-        severity=AssetCheckSeverity.ERROR,
-        description=f"{summary['duplicates']} duplicates ({summary['exact_duplicates']} exact, "
+    decision = summary["gate"]
+    result = gate_result(
+        decision,
+        f"{summary['duplicates']} duplicates ({summary['exact_duplicates']} exact, "
         f"{summary['near_duplicates']} near) of {summary['unique'] + summary['duplicates']} "
-        f"images (duplicate ratio {summary['duplicate_ratio']:.2f}, max_duplicate_ratio "
-        f"{summary['max_duplicate_ratio']:.2f})",
-        metadata={key: summary[key] for key in ("duplicate_ratio", "max_duplicate_ratio")},
+        "images",
     )
+    if not decision["passed"] and decision["blocking"]:
+        stop_with_report(metadata.store, blobs.store, deduplicated_images.dataset, decision, result)
+    return result

@@ -25,6 +25,7 @@ from dataset_assets.operations.modes import working_image
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import TransformConfig
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
+from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
 from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -212,11 +213,18 @@ def processed_images(deduplicated_images: Manifest) -> Manifest:
 
 
 @asset_check(asset=processed_images, partitions_def=datasets_partitions, blocking=True)
-def processed_images_not_empty(processed_images: Manifest) -> AssetCheckResult:
-    """A dataset with no output image must not flow on to labels and storage."""
-    return AssetCheckResult(
+def processed_images_not_empty(
+    processed_images: Manifest, metadata: MetadataStoreResource, blobs: BlobStoreResource
+) -> AssetCheckResult:
+    """A dataset with no output image must not flow on to labels and storage; its report is
+    written on the way out."""
+    result = AssetCheckResult(
         passed=processed_images.count > 0,
         severity=AssetCheckSeverity.ERROR,
         description=f"{processed_images.count} images processed",
         metadata={"processed": processed_images.count},
     )
+    if not result.passed:
+        decision = {"gate": "processed_images_not_empty", "field": "operations"}
+        stop_with_report(metadata.store, blobs.store, processed_images.dataset, decision, result)
+    return result

@@ -8,7 +8,7 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetCheckResult, AssetExecutionContext, MetadataValue, asset
 
 from dataset_assets.imaging.inspect import REJECT_REASONS
 from dataset_assets.manifest import Manifest
@@ -38,9 +38,17 @@ DECODED = ("valid", "unique", "duplicate", "processed", "failed")
 
 
 def collect_report(
-    store: MetadataStore, blobs: BlobStore, dataset: str, config: ReportConfig
+    store: MetadataStore,
+    blobs: BlobStore,
+    dataset: str,
+    config: ReportConfig,
+    stopped_by: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the report, read from the metadata store with bounded memory."""
+    """Every figure of the report, read from the metadata store with bounded memory.
+
+    `stopped_by` names the gate (or strict validation) that stopped the run, for a report written
+    on the way out of a stopped run: the figures are then those of the stages that ran.
+    """
     stages = {doc["stage"]: doc for doc in store.stage_docs(dataset)}
 
     def summary(stage: str) -> dict[str, Any]:
@@ -75,7 +83,33 @@ def collect_report(
         "duplicate_clusters": _clusters(store, blobs, dataset, config.max_duplicate_clusters),
         "operations": transform.get("operations", []),
         "operations_fingerprint": transform.get("fingerprint", ""),
+        "gates": [
+            summary(stage)["gate"]
+            for stage in ("validated_images", "deduplicated_images")
+            if summary(stage).get("gate")
+        ],
+        "stopped_by": stopped_by,
     }
+
+
+def publish_report(
+    store: MetadataStore,
+    blobs: BlobStore,
+    dataset: str,
+    config: ReportConfig,
+    stopped_by: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], str, str]:
+    """Write `report.json` and `report.html`; return the report and both keys."""
+    report = collect_report(store, blobs, dataset, config, stopped_by)
+    json_key = blobs.put_bytes(
+        f"reports/{dataset}/report.json", json.dumps(report, indent=2).encode()
+    )
+    html_key = blobs.put_bytes(
+        f"reports/{dataset}/report.html", render_report_html(report).encode()
+    )
+    if stopped_by is not None:
+        store.track_request(dataset, report=blobs.location(html_key))
+    return report, json_key, html_key
 
 
 def _image_figures(store: MetadataStore, dataset: str) -> dict[str, Any]:
@@ -166,6 +200,27 @@ def _clusters(store: MetadataStore, blobs: BlobStore, dataset: str, limit: int) 
     return clusters
 
 
+def stop_with_report(
+    store: MetadataStore,
+    blobs: BlobStore,
+    dataset: str,
+    decision: dict[str, Any],
+    result: AssetCheckResult | None = None,
+) -> str:
+    """Write the report of a run that a gate or strict validation is stopping; return its location.
+
+    The report shows what the stages that ran saw, and `stopped_by` names the gate, the request
+    field and the message, so the clusters or rejects that tripped it are there to look at.
+    """
+    stopped_by = {
+        "gate": decision["gate"],
+        "field": decision["field"],
+        "message": result.description if result is not None else decision.get("message", ""),
+    }
+    _, _, html_key = publish_report(store, blobs, dataset, ReportConfig(), stopped_by)
+    return blobs.location(html_key)
+
+
 @asset(
     partitions_def=datasets_partitions,
     io_manager_key="manifest_io_manager",
@@ -188,13 +243,7 @@ def quality_report(
     dataset = context.partition_key
     store, blob_store = metadata.store, blobs.store
     started = start_stage(store, dataset, "quality_report", context.run.run_id)
-    report = collect_report(store, blob_store, dataset, config)
-    json_key = blob_store.put_bytes(
-        f"reports/{dataset}/report.json", json.dumps(report, indent=2).encode()
-    )
-    html_key = blob_store.put_bytes(
-        f"reports/{dataset}/report.html", render_report_html(report).encode()
-    )
+    report, json_key, html_key = publish_report(store, blob_store, dataset, config)
     location = blob_store.location(html_key)
     metrics = report["metrics"]
     context.add_output_metadata(

@@ -4,7 +4,6 @@ from typing import Any
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     DynamicOut,
     Failure,
     OpExecutionContext,
@@ -19,7 +18,9 @@ from dataset_assets.imaging.inspect import Inspection, ValidationRules, inspect_
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import ValidationConfig
+from dataset_assets.stages.gates import gate, gate_result
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
+from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
 from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -74,6 +75,7 @@ def validate_image(
             "pixel_hash": found.pixel_hash,
             "mirror_hash": found.mirror_hash,
             "gradient_hash": found.gradient_hash,
+            "window_hashes": list(found.window_hashes),
             "encoding_quality": found.encoding_quality,
             "issues": dict(found.issues),
             "flagged": list(found.flagged),
@@ -147,6 +149,7 @@ def validate_shard(
 def merge_validation(
     context: OpExecutionContext,
     metadata: MetadataStoreResource,
+    blobs: BlobStoreResource,
     shard_counts: list[dict[str, int]],
 ) -> Manifest:
     """Count what validation decided; in strict mode any reject fails the run, naming the files."""
@@ -165,13 +168,15 @@ def merge_validation(
                 strict=False,
             )
         ]
-        raise Failure(
-            description=f"strict validation: {rejected} rejected image(s) in {dataset!r}: "
-            + "; ".join(examples),
-            allow_retries=False,
+        description = f"strict validation: {rejected} rejected image(s) in {dataset!r}: " + (
+            "; ".join(examples)
         )
+        decision = {"gate": "strict validation", "field": "validation_mode", "message": description}
+        stop_with_report(store, blobs.store, dataset, decision)
+        raise Failure(description=description, allow_retries=False)
     reasons = store.count_by(dataset, "reject_reason")
     total = valid + rejected
+    ratio = round(rejected / total, 4) if total else 0.0
     summary = {
         "valid": valid,
         "invalid": rejected,
@@ -180,8 +185,15 @@ def merge_validation(
         )
         if config.mode == "report-only"
         else 0,
-        "invalid_ratio": round(rejected / total, 4) if total else 0.0,
-        "max_invalid_ratio": config.max_invalid_ratio,
+        "invalid_ratio": ratio,
+        "gate": gate(
+            "invalid_ratio",
+            "validation.max_invalid_ratio",
+            ratio,
+            config.max_invalid_ratio,
+            config.mode,
+            nothing_left=valid == 0,
+        ),
         "mode": config.mode,
         "reasons": reasons,
         "shards": len(shard_counts),
@@ -210,20 +222,23 @@ def validated_images(raw_images: Manifest) -> Manifest:
 
 
 @asset_check(asset=validated_images, partitions_def=datasets_partitions, blocking=True)
-def invalid_ratio(validated_images: Manifest) -> AssetCheckResult:
-    """Stops a dataset whose share of rejected images exceeds `max_invalid_ratio`."""
+def invalid_ratio(
+    validated_images: Manifest, metadata: MetadataStoreResource, blobs: BlobStoreResource
+) -> AssetCheckResult:
+    """Warns, or in strict mode (or when `validation.max_invalid_ratio` is set) stops, a dataset
+    whose share of rejected images is too high; a stopped run still writes its report."""
     summary = validated_images.summary
+    decision = summary["gate"]
     reasons = sorted(
         ((count, reason) for reason, count in (summary.get("reasons") or {}).items() if reason),
         reverse=True,
     )
     total = summary["valid"] + summary["invalid"]
-    return AssetCheckResult(
-        passed=summary["invalid_ratio"] <= summary["max_invalid_ratio"],
-        severity=AssetCheckSeverity.ERROR,
-        description=f"{summary['invalid']} of {total} images rejected "
-        f"(invalid ratio {summary['invalid_ratio']:.2f}, max_invalid_ratio "
-        f"{summary['max_invalid_ratio']:.2f})"
+    result = gate_result(
+        decision,
+        f"{summary['invalid']} of {total} images rejected"
         + (": " + ", ".join(f"{reason} {count}" for count, reason in reasons) if reasons else ""),
-        metadata={key: summary[key] for key in ("invalid_ratio", "max_invalid_ratio", "invalid")},
     )
+    if not decision["passed"] and decision["blocking"]:
+        stop_with_report(metadata.store, blobs.store, validated_images.dataset, decision, result)
+    return result
