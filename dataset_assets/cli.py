@@ -11,13 +11,20 @@ import json
 import os
 import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from dataset_assets.request import DatasetRequest, RequestError, parse_request
+from dataset_assets.request import (
+    MAX_REQUEST_BYTES,
+    DatasetRequest,
+    RequestError,
+    load_request_json,
+    parse_request,
+)
 
 COUNT_KEYS = {
     "ingested": "images_ingested",
@@ -41,15 +48,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     try:
         return args.handler(args)
-    except (CommandError, RequestError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        if args.verbose:
+            traceback.print_exc()
+        reason = one_line(error)
+        print(f"error: {reason}", file=sys.stderr)
         if getattr(args, "json", False):
-            print(json.dumps({"error": str(error)}))
+            print(json.dumps({"error": reason}))
         return 2 if isinstance(error, RequestError) else 1
+
+
+def one_line(error: BaseException) -> str:
+    """Any failure as one line: ours say what to do, others (a server down) name their type."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return (
+        text
+        if isinstance(error, CommandError | RequestError)
+        else f"{type(error).__name__}: {text}"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataset-assets", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of a failure")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a request (a JSON file, or a source with --op)")
@@ -104,7 +125,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def load_request(target: str, ops: Sequence[str], request_id: str | None, mode: str | None):
-    """A request from a JSON file, or from a source path plus `--op` arguments."""
+    """A request from a JSON file, or from a source path plus `--op` arguments, within the
+    deployment's limits (the operator may name any source they can read)."""
+    from dataset_assets.policy import policy_from_env
+
     path = Path(target)
     if path.suffix.lower() == ".json" and path.is_file():
         if ops:
@@ -116,13 +140,15 @@ def load_request(target: str, ops: Sequence[str], request_id: str | None, mode: 
         payload["request_id"] = request_id
     if mode:
         payload["validation_mode"] = mode
-    return parse_request(payload)
+    return policy_from_env(operator=True).apply(parse_request(payload))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        if path.stat().st_size > MAX_REQUEST_BYTES:
+            raise CommandError(f"{path}: over {MAX_REQUEST_BYTES} bytes, too large for a request")
+        payload = load_request_json(path.read_bytes())
+    except OSError as error:
         raise CommandError(f"{path}: not a readable JSON request ({error})") from None
     if not isinstance(payload, dict):
         raise CommandError(f"{path}: a request is a JSON object")
@@ -174,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
     from dataset_assets.failures import failure_cause
     from dataset_assets.storage.environment import resources_from_env
 
-    resources = resources_from_env()
+    resources = resources_from_env(operator=True)
     store = resources["metadata"].store
     job = build_definitions(resources).resolve_job_def("process_dataset")
     run_config = request.to_run_config().to_config_dict()
@@ -306,6 +332,7 @@ def _dev(args: argparse.Namespace) -> int:
             "DAGSTER_HOME": str(root / "dagster"),
             "DATASET_ASSETS_METADATA_URI": mongodb,
             "DATASET_ASSETS_BLOB_ROOT": "s3://datasets/dev",
+            "DATASET_ASSETS_SOURCE_ROOTS": "s3://datasets/dev/incoming/",
             "DATASET_ASSETS_S3_ENDPOINT_URL": s3,
             "AWS_ACCESS_KEY_ID": "dev",
             "AWS_SECRET_ACCESS_KEY": "dev",

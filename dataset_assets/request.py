@@ -6,15 +6,20 @@ launchpad shows the same fields a request file holds. Parsing fails before any w
 with a message naming the field, the value and what is allowed.
 """
 
+import difflib
 import hashlib
+import itertools
 import json
 import re
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import pydantic
+import re2
 from dagster import Config, RunConfig
 
+from dataset_assets.ingest.sources import unsafe_reason
 from dataset_assets.ingest.urls import DownloadSettings
 from dataset_assets.operations import OperationPipeline
 from dataset_assets.partitions import check_request_id
@@ -22,9 +27,37 @@ from dataset_assets.partitions import check_request_id
 ValidationMode = Literal["strict", "lenient", "report-only"]
 OutputFormat = Literal["source", "jpeg", "png", "webp"]
 
+MAX_REQUEST_BYTES = 1_000_000
+MAX_JSON_DEPTH = 32
+MAX_PATTERN_CHARS = 1_000
+MAX_SEED = 2**63 - 1
+POLICY_ONLY = {"allow_private_hosts": "DATASET_ASSETS_ALLOW_PRIVATE_HOSTS"}
+"""Settings that only the deployment may give, never a request, with the variable that does."""
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
 
 class RequestError(ValueError):
     """A request that cannot be run; the message says which field is wrong and why."""
+
+
+def compile_label_pattern(pattern: str) -> "re2._Regexp":
+    """A file-name pattern compiled by RE2, whose matching time is linear in the name's length
+    (a nested quantifier cannot make it take seconds); RE2 refuses backreferences and
+    lookarounds, which need backtracking."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(f"labels.pattern is {len(pattern)} characters, over {MAX_PATTERN_CHARS}")
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        cause = error.args[0].decode() if error.args and isinstance(error.args[0], bytes) else error
+        raise ValueError(
+            f"labels.pattern {pattern!r} is not a pattern RE2 accepts ({cause}); "
+            "backreferences and lookarounds are not supported"
+        ) from None
 
 
 class IngestConfig(Config):
@@ -36,6 +69,9 @@ class IngestConfig(Config):
     )
     max_file_bytes: int = pydantic.Field(
         default=100 * 1024 * 1024, gt=0, description="Larger files are rejected as file_too_large."
+    )
+    max_files: int = pydantic.Field(
+        default=1_000_000, gt=0, description="A source with more files fails before any is read."
     )
     download_workers: int = pydantic.Field(
         default=16, ge=1, le=256, description="URL lists: downloads in flight at once."
@@ -49,20 +85,16 @@ class IngestConfig(Config):
     download_retries: int = pydantic.Field(
         default=2, ge=0, le=10, description="URL lists: retries on timeouts, 429 and 5xx."
     )
-    allow_private_hosts: bool = pydantic.Field(
-        default=False,
-        description="URL lists: also fetch from loopback, private and link-local addresses.",
-    )
 
-    @property
-    def downloads(self) -> DownloadSettings:
+    def downloads(self, allow_private_hosts: bool) -> DownloadSettings:
+        """How URL lists are fetched; private-host access is the deployment's choice alone."""
         return DownloadSettings(
             workers=self.download_workers,
             timeout_s=self.download_timeout_s,
             deadline_s=self.download_deadline_s,
             retries=self.download_retries,
             max_bytes=self.max_file_bytes,
-            allow_private_hosts=self.allow_private_hosts,
+            allow_private_hosts=allow_private_hosts,
         )
 
 
@@ -100,10 +132,13 @@ class ValidationConfig(Config):
     hash_kind: Literal["phash", "dhash", "whash"] = "phash"
     max_invalid_ratio: float | None = _max_ratio("rejects", "invalid_ratio")
     images_per_shard: int = pydantic.Field(
-        default=256, ge=4, description="Images per shard step; never one step per image."
+        default=256,
+        ge=4,
+        le=100_000,
+        description="Images per shard step; never one step per image.",
     )
     workers: int = pydantic.Field(
-        default=0, ge=0, description="Threads per shard; 0 = one per core."
+        default=0, ge=0, le=64, description="Threads per shard; 0 = one per core."
     )
 
 
@@ -157,14 +192,19 @@ class TransformConfig(Config):
         default_factory=list,
         description='Seed format: ["GrayScale", {"Resize": {"scaling_factor": 0.5}}].',
     )
-    seed: int = pydantic.Field(default=0, description="Seeds random operations per image.")
+    seed: int = pydantic.Field(
+        default=0, ge=0, le=MAX_SEED, description="Seeds random operations per image."
+    )
     output_format: OutputFormat = "source"
     quality: int = pydantic.Field(default=90, ge=1, le=100)
     images_per_shard: int = pydantic.Field(
-        default=128, ge=4, description="Images per shard step; never one step per image."
+        default=128,
+        ge=4,
+        le=100_000,
+        description="Images per shard step; never one step per image.",
     )
     workers: int = pydantic.Field(
-        default=0, ge=0, description="Threads per shard; 0 = one per core."
+        default=0, ge=0, le=64, description="Threads per shard; 0 = one per core."
     )
 
     @pydantic.field_validator("operations")
@@ -199,10 +239,12 @@ class LabelConfig(Config):
             raise ValueError(f"labels.formats {unknown} unknown: use txt, json, csv")
         if self.source == "manifest" and not self.manifest:
             raise ValueError("labels.source 'manifest' needs labels.manifest (a CSV or JSON file)")
+        if self.manifest is not None and (problem := unsafe_reason(self.manifest)):
+            raise ValueError(f"labels.manifest names a file inside the dataset: {problem}")
         if self.source == "pattern":
             if not self.pattern:
                 raise ValueError("labels.source 'pattern' needs labels.pattern")
-            if "label" not in re.compile(self.pattern).groupindex:
+            if "label" not in compile_label_pattern(self.pattern).groupindex:
                 raise ValueError(f"labels.pattern {self.pattern!r} has no (?P<label>...) group")
         return self
 
@@ -237,7 +279,7 @@ class DatasetRequest(pydantic.BaseModel):
     dataset_key: str
     operations: list[Any] = pydantic.Field(default_factory=list)
     validation_mode: ValidationMode = "lenient"
-    seed: int = 0
+    seed: int = pydantic.Field(default=0, ge=0, le=MAX_SEED)
     output_format: OutputFormat = "source"
     output_quality: int = pydantic.Field(default=90, ge=1, le=100)
     validation: dict[str, Any] = pydantic.Field(default_factory=dict)
@@ -310,6 +352,7 @@ class DatasetRequest(pydantic.BaseModel):
         }
         configs = {}
         for stage, (name, config_class, values) in sections.items():
+            _refuse_unknown(values, config_class.model_fields, name)
             try:
                 configs[stage] = config_class(**values)
             except pydantic.ValidationError as error:
@@ -334,12 +377,15 @@ SHARDED_STAGES = {
 
 
 def parse_request(payload: str | bytes | dict[str, Any]) -> DatasetRequest:
-    """Parse a request from JSON text or a dict, turning every problem into one `RequestError`."""
+    """Parse a request from JSON text or a dict, turning every problem into one `RequestError`.
+
+    The cost is bounded before any parsing: text over `MAX_REQUEST_BYTES` or nested deeper than
+    `MAX_JSON_DEPTH` is refused from a linear scan, so no message can exhaust memory or the stack.
+    """
     if isinstance(payload, str | bytes):
-        try:
-            payload = json.loads(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise RequestError(f"request is not valid JSON: {error}") from None
+        payload = load_request_json(payload)
+    elif _depth(payload) > MAX_JSON_DEPTH:
+        raise RequestError(f"request is nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(payload, dict):
         raise RequestError(f"request must be a JSON object, got {type(payload).__name__}")
     try:
@@ -385,10 +431,60 @@ def request_from_run_config(run_config: dict[str, Any], request_id: str) -> Data
     )
 
 
+def load_request_json(text: str | bytes) -> Any:
+    if len(text) > MAX_REQUEST_BYTES:
+        raise RequestError(f"request is {len(text)} bytes, over the limit of {MAX_REQUEST_BYTES}")
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestError(f"request is not UTF-8 text: {error}") from None
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    steps = (1 if bracket in "[{" else -1 for bracket in brackets)
+    if max(itertools.accumulate(steps), default=0) > MAX_JSON_DEPTH:
+        raise RequestError(f"request is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise RequestError(f"request is not valid JSON: {error}") from None
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """How deeply `value` nests lists and dicts, counted no further than just past the limit."""
+    if level > MAX_JSON_DEPTH or not isinstance(value, dict | list):
+        return level
+    items = value.values() if isinstance(value, dict) else value
+    return max((_depth(item, level + 1) for item in items), default=level + 1)
+
+
+def _refuse_unknown(values: dict[str, Any], known: Iterable[str], section: str) -> None:
+    """Name every key a section does not have, with the closest known one; a misspelt limit
+    must not be ignored silently."""
+    problems = []
+    for key in sorted(set(values) - set(known), key=str):
+        where = f"{section}.{key}" if section else str(key)
+        if key in POLICY_ONLY:
+            problems.append(
+                f"{where} is deployment policy ({POLICY_ONLY[key]}), not a request setting"
+            )
+            continue
+        close = difflib.get_close_matches(str(key), list(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"
+        problems.append(f"{where}: unknown setting{hint}")
+    if problems:
+        raise RequestError("; ".join(problems))
+
+
 def _describe(error: pydantic.ValidationError, prefix: str = "") -> str:
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "") or "request"
+        if item["type"] == "extra_forbidden" and not prefix:
+            known = DatasetRequest.model_fields
+            close = difflib.get_close_matches(str(item["loc"][-1]), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}: unknown setting{hint}")
+            continue
         message = item["msg"].removeprefix("Value error, ")
         value = item.get("input")
         shown = json.dumps(value, default=str)[:80] if value is not None else "missing"

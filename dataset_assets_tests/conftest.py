@@ -15,7 +15,7 @@ from dataset_assets.sample_data import write_sample_dataset
 from dataset_assets.storage.blobs import LocalBlobStore
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets.storage.metadata import MetadataStore
-from dataset_assets_tests.servers import start_mongodb, start_s3_server
+from dataset_assets_tests.servers import start_mongodb, start_s3_server, start_tansu
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +72,12 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    """The job as the operator's command line runs it: any local source may be read."""
     monkeypatch.setenv("DATASET_ASSETS_HOME", str(tmp_path / "home"))
     for name in ("DATASET_ASSETS_BLOB_ROOT", "DATASET_ASSETS_METADATA_URI"):
         monkeypatch.delenv(name, raising=False)
-    return Pipeline(tmp_path / "home", resources_from_env(), DagsterInstance.ephemeral())
+    resources = resources_from_env(operator=True)
+    return Pipeline(tmp_path / "home", resources, DagsterInstance.ephemeral())
 
 
 @pytest.fixture
@@ -101,3 +103,10 @@ def s3_endpoint() -> Iterator[str]:
     """A real S3 API server for the whole session."""
     with start_s3_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Tansu broker for the session; each test uses its own topics."""
+    with start_tansu(log_file=tmp_path_factory.mktemp("tansu") / "broker.log") as bootstrap:
+        yield bootstrap

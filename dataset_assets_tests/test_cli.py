@@ -123,26 +123,35 @@ def test_prepare_then_dagster_job_execute_runs_the_partition(project, sample_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
     env["DAGSTER_HOME"] = str(project / ".dataset_assets" / "dagster")
     dagster = Path(sys.executable).with_name("dagster")
-    done = subprocess.run(
-        [
-            str(dagster),
-            "job",
-            "execute",
-            "-m",
-            "dataset_assets.definitions",
-            "-j",
-            "process_dataset",
-            "-c",
-            "run.yaml",
-            "--tags",
-            '{"dagster/partition": "cli-job"}',
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def execute() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(dagster),
+                "job",
+                "execute",
+                "-m",
+                "dataset_assets.definitions",
+                "-j",
+                "process_dataset",
+                "-c",
+                "run.yaml",
+                "--tags",
+                '{"dagster/partition": "cli-job"}',
+            ],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    # Jobs run from the code location read local sources only under the deployment's roots.
+    refused = execute()
+    assert refused.returncode == 1
+    assert "outside the folders requests may read" in refused.stdout + refused.stderr
+    env["DATASET_ASSETS_SOURCE_ROOTS"] = str(sample_dir.parent)
+    done = execute()
     assert done.returncode == 0, done.stderr[-2000:]
     report = project / ".dataset_assets" / "blobs" / "reports" / "cli-job" / "report.json"
     assert json.loads(report.read_text())["metrics"]["processed_images"] == 23

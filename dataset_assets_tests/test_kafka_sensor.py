@@ -3,7 +3,6 @@
 import json
 import re
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,17 @@ from dataset_assets.definitions import QUALITY_CHECKS, STAGE_ASSETS
 from dataset_assets.jobs import process_dataset
 from dataset_assets.messaging import KafkaResource
 from dataset_assets.partitions import datasets_partitions
+from dataset_assets.policy import DeploymentPolicy
 from dataset_assets.request import parse_request
 from dataset_assets.sample_data import SAMPLE_EXPECTATIONS
 from dataset_assets.sensors import SENSORS, dataset_requests_sensor, dataset_status_sensor
+from dataset_assets.sensors.requests import TOPIC_IDS
 from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.resources import MetadataStoreResource
 from dataset_assets_tests.servers import QUIET, free_port, read_topic, start_tansu
+
+POLICY = DeploymentPolicy(source_roots=["sets"])
+"""Requests name sources under `sets/`; the sensor checks the policy, never opens the source."""
 
 MALFORMED: dict[str, tuple[bytes, str]] = {
     "bad_json": (b'{"dataset_key": "sets/a", ', "not valid JSON"),
@@ -50,13 +54,6 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
         "dataset_key: Field required",
     ),
 }
-
-
-@pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One Tansu broker for the session; each test uses its own topics."""
-    with start_tansu(log_file=tmp_path_factory.mktemp("tansu") / "broker.log") as bootstrap:
-        yield bootstrap
 
 
 def make_resource(bootstrap: str, name: str) -> KafkaResource:
@@ -111,7 +108,9 @@ def tick(
     cursor: str | None,
 ) -> SensorResult:
     context = build_sensor_context(
-        instance=instance, cursor=cursor, resources={"kafka": kafka, "metadata": metadata}
+        instance=instance,
+        cursor=cursor,
+        resources={"kafka": kafka, "metadata": metadata, "policy": POLICY},
     )
     return dataset_requests_sensor(context)
 
@@ -196,7 +195,9 @@ def test_a_burst_becomes_one_run_per_valid_request_and_one_error_per_malformed_o
     assert all(run.partition_key == run.run_key for run in run_requests)
     assert set(instance.get_dynamic_partitions(datasets_partitions.name)) == expected_ids
     ends = {part: 1 + max(offset for p, offset in positions if p == part) for part in range(3)}
-    assert json.loads(cursor) == {topic: {str(part): end for part, end in ends.items()}}
+    saved = json.loads(cursor)
+    assert saved.pop(TOPIC_IDS) == {topic: topics.topic_id(topic)}
+    assert saved == {topic: {str(part): end for part, end in ends.items()}}
 
     first = next(run for run in run_requests if run.run_key == "burst-0")
     assert first.run_config["ops"]["raw_images"]["config"]["dataset_key"] == "sets/a"
@@ -270,7 +271,9 @@ def test_a_tick_that_fails_half_way_keeps_its_cursor_and_the_next_tick_repeats_i
 
     monkeypatch.setattr(KafkaResource, "publish_many", errors_topic_down)
     context = build_sensor_context(
-        instance=instance, cursor=before.cursor, resources={"kafka": topics, "metadata": metadata}
+        instance=instance,
+        cursor=before.cursor,
+        resources={"kafka": topics, "metadata": metadata, "policy": POLICY},
     )
     with pytest.raises(ConnectionError, match="errors topic refused"):
         dataset_requests_sensor(context)
@@ -285,7 +288,7 @@ def test_a_tick_that_fails_half_way_keeps_its_cursor_and_the_next_tick_repeats_i
 
 
 def test_a_tick_with_the_broker_down_names_it_and_a_restarted_broker_is_read_again(
-    metadata: MetadataStoreResource,
+    metadata: MetadataStoreResource, capsys: pytest.CaptureFixture[str]
 ) -> None:
     instance = DagsterInstance.ephemeral()
     port = free_port()
@@ -299,14 +302,19 @@ def test_a_tick_with_the_broker_down_names_it_and_a_restarted_broker_is_read_aga
     with pytest.raises(ConnectionError, match=re.escape(f"Kafka at {bootstrap} is unreachable")):
         tick(kafka, metadata, instance, first.cursor)
 
-    # Memory storage lost the topics: they are created again and fresh requests sent. Partition 0
-    # now ends before the cursor's offset 3, so the sensor reads it from the beginning.
+    # Memory storage lost the topics: they are created again and refilled past the cursor's
+    # offset 3 in partition 0. The new topic id tells the sensor to read from the beginning.
     with start_tansu(port):
         make_resource(bootstrap, "restart")
-        send(kafka, [(0, request("new-0")), (0, request("new-1"))])
+        send(kafka, [(0, request(f"new-{index}")) for index in range(5)])
+        capsys.readouterr()
         resumed = tick(kafka, metadata, instance, first.cursor)
-    assert [run.run_key for run in resumed.run_requests] == ["new-0", "new-1"]
-    assert json.loads(resumed.cursor)[kafka.requests_topic] == {"0": 2, "1": 0, "2": 0}
+        again = tick(kafka, metadata, instance, resumed.cursor)
+    assert [run.run_key for run in resumed.run_requests] == [f"new-{i}" for i in range(5)]
+    assert json.loads(resumed.cursor)[kafka.requests_topic] == {"0": 5, "1": 0, "2": 0}
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "was recreated" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0], "one warning, on the first tick"
+    assert again.run_requests == []
 
 
 def test_a_missing_requests_topic_skips_the_tick_without_moving_the_cursor(
@@ -347,7 +355,11 @@ def test_the_daemon_launches_a_run_for_a_partition_added_in_the_same_tick(
             repository_name=repository.name,
             repository_def=repository,
             sensor_name=sensor.name,
-            resources={"kafka": topics, "metadata": pipeline.resources["metadata"]},
+            resources={
+                "kafka": topics,
+                "metadata": pipeline.resources["metadata"],
+                "policy": POLICY,
+            },
         ) as context,
     ):
         data = sensor.evaluate_tick(context)

@@ -808,3 +808,52 @@ def test_single_image_operations_return_one_image() -> None:
         Resize(max_side=10),
     ):
         assert len(operation.apply(image, rng)) == 1
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        [],
+        [{"Resize": {"scaling_factor": 2.7}}],
+        [{"Resize": {"width": 90, "height": 11}}, {"Resize": {"max_side": 40}}],
+        [{"Rotate": {"degrees": 45}}] * 3,
+        [{"Rotate": {"degrees": [-170, 130]}}, {"Pad": {"padding": [3, 0, 9, 2]}}],
+        [{"Crop": {"left": 5, "top": 3, "width": 30, "height": 300}}, {"CenterCrop": {"size": 9}}],
+        [{"Tile": {"size": 7, "overlap": 3}}, {"Rotate": {"degrees": 30}}],
+        [
+            {
+                "Augment": {
+                    "n": 3,
+                    "ops": [{"Resize": {"scaling_factor": 1.5}}, {"Tile": {"size": 20}}],
+                }
+            }
+        ],
+    ],
+)
+@pytest.mark.parametrize("size", [(64, 48), (13, 97), (9, 7)])
+def test_the_worst_case_bound_is_never_below_what_the_operations_make(
+    spec: list, size: tuple[int, int]
+) -> None:
+    pipeline = OperationPipeline.parse(spec)
+    outputs = pipeline.apply(gradient(*size), seed=3)
+    bound = pipeline.bound(*size, size[0] * size[1])
+    assert len(outputs) <= bound.outputs
+    for output in outputs:
+        width, height = output.image.size
+        assert width <= bound.width and height <= bound.height
+        assert width * height <= bound.pixels
+    assert sum(o.image.width * o.image.height for o in outputs) <= bound.total_pixels
+
+
+def test_the_bound_names_what_hostile_pipelines_would_make_from_a_50_megapixel_image() -> None:
+    def bound(spec: list) -> tuple[int, int]:
+        found = OperationPipeline.parse(spec).bound(20_000, 20_000, 50_000_000)
+        return found.outputs, found.total_pixels
+
+    assert bound([]) == (1, 50_000_000)
+    assert bound([{"Resize": {"max_side": 1024}}, {"Rotate": {"degrees": 45}}])[1] < 3_500_000
+    assert bound([{"Resize": {"scaling_factor": 8}}])[1] > 3_000_000_000
+    assert bound([{"Rotate": {"degrees": 45}}] * 8)[1] > 250_000_000
+    assert bound([{"Tile": {"size": 1}}])[0] == 10_000
+    outputs, pixels = bound([{"Augment": {"n": 64, "ops": [{"Resize": {"scaling_factor": 8}}]}}])
+    assert outputs == 64 and pixels > 64 * 3_000_000_000

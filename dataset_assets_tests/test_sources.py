@@ -2,12 +2,17 @@
 
 import io
 import os
+import struct
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
+from dataset_assets.failures import failure_cause
 from dataset_assets.ingest.sources import SourceError, iter_entries, resolve_source
+from dataset_assets_tests.conftest import Pipeline
+from dataset_assets_tests.images import photo
 
 
 def _read(entries):
@@ -81,3 +86,88 @@ def test_a_corrupt_zip_names_the_file(tmp_path):
     broken.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(SourceError, match=r"broken\.zip"):
         list(iter_entries(resolve_source(str(broken))))
+
+
+def _png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    photo(64, 48, seed).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _damaged_zip(path: Path) -> Path:
+    """Three PNGs; the central directory lies about one member's CRC and another's size."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for seed, name in enumerate(["good.png", "bad_crc.png", "lying_size.png"]):
+            archive.writestr(f"c/{name}", _png(seed))
+    data = bytearray(buffer.getvalue())
+    entry = data.find(b"PK\x01\x02")
+    while entry != -1:
+        name_length = struct.unpack_from("<H", data, entry + 28)[0]
+        name = bytes(data[entry + 46 : entry + 46 + name_length])
+        if name == b"c/bad_crc.png":
+            struct.pack_into("<I", data, entry + 16, 0x12345678)
+        if name == b"c/lying_size.png":
+            struct.pack_into("<I", data, entry + 24, 10)
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_member_or_a_bad_name_rejects_that_file_alone(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    archive = _damaged_zip(tmp_path / "damaged.zip")
+    folder = tmp_path / "folder"
+    (folder / "c").mkdir(parents=True)
+    (folder / "c" / "good.png").write_bytes(_png(5))
+    (folder / "c" / "img.j\\pg").write_bytes(_png(6))
+    (folder / "c" / "side\\car.txt").write_text("a note")
+    with open(os.path.join(os.fsencode(folder / "c"), b"\xff\xfe.png"), "wb") as undecodable:
+        undecodable.write(_png(7))
+
+    tolerant = {"validation": {"max_invalid_ratio": 1}}
+    zipped = pipeline.run({"request_id": "damaged-zip", "dataset_key": str(archive), **tolerant})
+    listed = pipeline.run({"request_id": "bad-names", "dataset_key": str(folder), **tolerant})
+
+    assert zipped.success and listed.success
+    store = pipeline.metadata
+
+    def outcome(dataset: str) -> dict[str, tuple[str, str | None]]:
+        return {
+            doc["source"]: (doc["status"], doc.get("reject_reason"))
+            for doc in store.iter_images(dataset)
+        }
+
+    zip_outcome = outcome("damaged-zip")
+    assert zip_outcome["c/bad_crc.png"] == ("rejected", "unreadable")
+    assert zip_outcome["c/lying_size.png"] == ("rejected", "unreadable")
+    assert zip_outcome["c/good.png"][0] != "rejected"
+    rejected = store.iter_images("damaged-zip", status="rejected")
+    messages = {doc["source"]: doc["reject_message"] for doc in rejected}
+    assert "Bad CRC-32" in messages["c/bad_crc.png"]
+    folder_outcome = outcome("bad-names")
+    assert folder_outcome["c/img.j\\pg"] == ("rejected", "unsafe_path")
+    assert folder_outcome["c/side\\car.txt"] == ("rejected", "unsafe_path")
+    assert folder_outcome["c/\\xff\\xfe.png"] == ("rejected", "unsafe_path")
+    assert folder_outcome["c/good.png"][0] != "rejected"
+    originals = list(pipeline.blobs.list("originals/"))
+    assert len(originals) == 2, "only the two readable images were stored"
+
+
+def test_a_truncated_tar_gz_fails_naming_the_archive(pipeline: Pipeline, tmp_path: Path) -> None:
+    archive = tmp_path / "cut.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for seed in range(4):
+            data = _png(seed)
+            info = tarfile.TarInfo(f"c/{seed}.png")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+
+    result = pipeline.run({"request_id": "cut", "dataset_key": str(archive)})
+
+    assert not result.success
+    stage, cause = failure_cause(result.all_events)
+    assert stage == "raw_images"
+    assert str(archive) in cause and "cannot be read after" in cause

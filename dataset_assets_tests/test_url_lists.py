@@ -29,6 +29,7 @@ from dataset_assets.ingest.urls import (
     connect_public,
     read_url_list,
 )
+from dataset_assets.policy import DeploymentPolicy
 from dataset_assets.storage.s3 import s3_client
 from dataset_assets_tests.images import photo
 
@@ -221,7 +222,10 @@ def test_loopback_private_and_metadata_hosts_are_refused_by_default(
     found = _download(urls, tmp_path, allow_private_hosts=False)
 
     assert {entry[1] for entry in found.values()} == {"blocked_host"}
-    assert "169.254.169.254" in found[urls[1]][2] and "allow_private_hosts" in found[urls[1]][2]
+    assert (
+        "169.254.169.254" in found[urls[1]][2]
+        and "DATASET_ASSETS_ALLOW_PRIVATE_HOSTS" in found[urls[1]][2]
+    )
     assert not server.hits, "nothing was requested from a refused host"
 
 
@@ -281,8 +285,9 @@ def test_a_labelled_url_list_becomes_a_labelled_dataset_with_urls_in_the_manifes
     request = {
         "request_id": "from-urls",
         "dataset_key": str(listing),
-        "ingest": {"allow_private_hosts": True, "download_retries": 0},
+        "ingest": {"download_retries": 0},
     }
+    pipeline.resources["policy"] = DeploymentPolicy(operator=True, allow_private_hosts=True)
 
     result = pipeline.run(request)
 

@@ -79,14 +79,29 @@ def is_hidden(path: str) -> bool:
 
 
 def unsafe_reason(name: str) -> str | None:
+    """Why a file name cannot name a file of the dataset, or None: every source's entries, and
+    names a request gives (a label manifest), pass this one check."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{printable(name)!r}: file name is not valid UTF-8"
     if "\\" in name or "\x00" in name:
-        return f"{name!r}: archive entry name holds a backslash or NUL"
+        return f"{name!r}: file name holds a backslash or NUL"
     path = PurePosixPath(name)
     if path.is_absolute() or (path.parts and path.parts[0].endswith(":")):
-        return f"{name!r}: archive entry has an absolute path"
+        return f"{name!r}: path is absolute"
     if ".." in path.parts:
-        return f"{name!r}: archive entry escapes the dataset with '..'"
+        return f"{name!r}: path escapes the dataset with '..'"
     return None
+
+
+def printable(name: str) -> str:
+    """`name` with bytes that are not UTF-8 (which Python keeps as surrogates) spelt as `\\xff`."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _folder_entries(root: Path) -> Iterator[Entry]:
@@ -98,7 +113,10 @@ def _folder_entries(root: Path) -> Iterator[Entry]:
             relative = full.relative_to(root).as_posix()
             if is_hidden(relative):
                 continue
-            if full.is_symlink():
+            problem = unsafe_reason(relative)
+            if problem:
+                yield Entry(printable(relative), None, reason="unsafe_path", message=problem)
+            elif full.is_symlink():
                 yield Entry(
                     relative,
                     None,
@@ -148,7 +166,7 @@ def tar_members(archive: tarfile.TarFile) -> Iterator[Entry]:
             continue
         problem = unsafe_reason(name)
         if problem:
-            yield Entry(name, member.size, reason="unsafe_path", message=problem)
+            yield Entry(printable(name), member.size, reason="unsafe_path", message=problem)
         elif member.issym() or member.islnk():
             yield Entry(
                 name,

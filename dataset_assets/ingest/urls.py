@@ -199,7 +199,7 @@ def _refuse_private(host: str, addresses: Iterable[str]) -> None:
         if not ip.is_global:
             raise BlockedHostError(
                 f"host {host!r} resolves to the non-public address {ip} "
-                "(set ingest.allow_private_hosts to fetch from it)"
+                "(only the deployment setting DATASET_ASSETS_ALLOW_PRIVATE_HOSTS allows it)"
             )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pydantic
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 from dagster import ConfigurableResource
 
@@ -25,6 +25,9 @@ FLUSH_TIMEOUT_S = 15.0
 CONSUMER_GROUP = "dataset-assets-sensor"
 
 Client = Consumer | Producer | AdminClient
+UNREACHABLE = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT}
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +131,23 @@ class KafkaResource(ConfigurableResource):
         if metadata.error is not None:
             raise ConnectionError(f"Kafka at {self.servers} cannot serve {topic}: {metadata.error}")
         return sorted(metadata.partitions)
+
+    def topic_id(self, topic: str) -> str | None:
+        """The id the broker gave `topic` when it was created, or None if it does not say.
+
+        A topic deleted and created again (or lost by a broker without durable storage) gets a
+        new id, with offsets starting from 0 again.
+        """
+        admin = AdminClient(self.client_config())
+        try:
+            (future,) = admin.describe_topics(TopicCollection([topic])).values()
+            description = future.result(timeout=PROBE_TIMEOUT_S)
+        except KafkaException as error:
+            if error.args[0].code() in UNREACHABLE:
+                raise self.unreachable(error) from None
+            return None
+        topic_id = str(description.topic_id or "")
+        return None if topic_id.strip("A") == "" else topic_id
 
     def publish(self, topic: str, key: str | bytes | None, value: Mapping[str, Any]) -> None:
         """Send one JSON message and wait until the broker has it."""

@@ -8,8 +8,10 @@ from PIL import Image
 from pydantic import Field, field_serializer, field_validator
 
 from dataset_assets.operations.base import (
+    Bound,
     Operation,
     Variant,
+    bound_operations,
     derive_seed,
     join_suffix,
     run_operations,
@@ -34,6 +36,10 @@ class Augment(Operation):
     @field_serializer("ops")
     def _ops_spec(self, ops: tuple[Operation, ...]) -> list[str | dict[str, Any]]:
         return [operation.spec() for operation in ops]
+
+    def bound(self, bound: Bound) -> Bound:
+        variant = bound_operations(self.ops, replace(bound, outputs=1))
+        return replace(variant, outputs=bound.outputs * self.n * variant.outputs)
 
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         seed = int(rng.integers(2**63))

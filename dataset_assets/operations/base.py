@@ -9,6 +9,7 @@ before any run starts, and its canonical parameters name its output (`fingerprin
 import hashlib
 import inspect
 import json
+import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -43,6 +44,38 @@ class Variant:
     seed: int
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The most a pipeline step can produce from one source image: how many outputs, and the
+    largest width, height and pixel count of each.
+
+    The pixel count is tracked apart from the sides because the input's sides and pixels are
+    limited separately (a 20000 px wide image is never also 20000 px tall under a 50 MP limit).
+    Requests are checked against the deployment's ceilings with this before any run starts.
+    """
+
+    outputs: int
+    width: int
+    height: int
+    pixels: int
+
+    @property
+    def total_pixels(self) -> int:
+        """Pixels held at once for one source image: every output at its largest."""
+        return self.outputs * self.pixels
+
+    def sized(self, width: int, height: int, pixels: int | None = None) -> "Bound":
+        """The same outputs at a new size; `pixels` may bound the area below width x height."""
+        area = width * height
+        return Bound(self.outputs, width, height, area if pixels is None else min(pixels, area))
+
+    def scaled(self, factor: float) -> "Bound":
+        """Sides and area times `factor` (and its square), with room for rounding up."""
+        width, height = math.ceil(self.width * factor), math.ceil(self.height * factor)
+        extra = math.ceil((self.width + self.height) * factor) + 1
+        return self.sized(width, height, math.ceil(self.pixels * factor * factor) + extra)
+
+
 _REGISTRY: dict[str, type["Operation"]] = {}
 
 OPERATIONS: Mapping[str, type["Operation"]] = MappingProxyType(_REGISTRY)
@@ -70,6 +103,10 @@ class Operation(BaseModel):
     @abstractmethod
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         """Transform one image into one image, or into several (e.g. tiles)."""
+
+    def bound(self, bound: Bound) -> Bound:
+        """The largest outputs of this step for inputs within `bound`; most keep the size."""
+        return bound
 
     def apply_variant(self, variant: Variant, seed: int) -> list[Variant]:
         """Run this operation as a pipeline step; steps that split or re-encode override it."""
@@ -117,6 +154,13 @@ def run_operations(
             )
         ]
     return variants
+
+
+def bound_operations(operations: Sequence[Operation], start: Bound) -> Bound:
+    """The largest outputs of `operations` run in order on an image within `start`."""
+    for operation in operations:
+        start = operation.bound(start)
+    return start
 
 
 def describe_operations() -> list[tuple[str, str]]:

@@ -1,5 +1,6 @@
 """Operations that change an image's size, shape or orientation."""
 
+import math
 import re
 from dataclasses import replace
 from typing import Annotated, Literal, Self
@@ -9,7 +10,7 @@ from PIL import Image, ImageColor, ImageOps
 from PIL.JpegImagePlugin import JpegImageFile
 from pydantic import Field, PlainSerializer, PlainValidator, model_validator
 
-from dataset_assets.operations.base import Operation, OperationError, Variant, join_suffix
+from dataset_assets.operations.base import Bound, Operation, OperationError, Variant, join_suffix
 from dataset_assets.operations.modes import working_image
 
 MAX_TILES = 10_000
@@ -134,6 +135,14 @@ class Resize(Operation):
             return width, height
         return max(1, round(width * factor)), max(1, round(height * factor))
 
+    def bound(self, bound: Bound) -> Bound:
+        if self.scaling_factor is not None:
+            return bound.scaled(self.scaling_factor)
+        if self.width is not None and self.height is not None:
+            return bound.sized(self.width, self.height)
+        side = self.max_side or 0
+        return bound.sized(min(bound.width, side), min(bound.height, side), bound.pixels)
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         return [self.resize(image, image.size)]
 
@@ -158,6 +167,11 @@ class Crop(Operation):
     top: int = Field(ge=0)
     width: int = Field(ge=1)
     height: int = Field(ge=1)
+
+    def bound(self, bound: Bound) -> Bound:
+        return bound.sized(
+            min(bound.width, self.width), min(bound.height, self.height), bound.pixels
+        )
 
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         right = min(self.left + self.width, image.width)
@@ -185,6 +199,11 @@ class CenterCrop(Operation):
             raise ValueError("give either size, or both width and height")
         return self
 
+    def bound(self, bound: Bound) -> Bound:
+        width = min(self.size or self.width or 0, bound.width)
+        height = min(self.size or self.height or 0, bound.height)
+        return bound.sized(width, height, bound.pixels)
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         width = min(self.size or self.width or 0, image.width)
         height = min(self.size or self.height or 0, image.height)
@@ -199,6 +218,12 @@ class Pad(Operation):
     padding: Sides
     fill: Fill = 0
 
+    def bound(self, bound: Bound) -> Bound:
+        left, top, right, bottom = self.padding
+        across, down = left + right, top + bottom
+        border = across * bound.height + down * bound.width + across * down
+        return bound.sized(bound.width + across, bound.height + down, bound.pixels + border)
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         left, top, right, bottom = self.padding
         check_output_size(self.name, image.width + left + right, image.height + top + bottom)
@@ -212,6 +237,31 @@ class Rotate(Operation):
     degrees: Degrees
     expand: bool = True
     fill: Fill = 0
+
+    def bound(self, bound: Bound) -> Bound:
+        """The bounding box of the turned image at the worst angle in range, plus a pixel of
+        rounding on each side: w|cos| + h|sin| wide, w|sin| + h|cos| high, and
+        w h + (w^2 + h^2) |sin 2a| / 2 in area."""
+        if not self.expand:
+            return bound
+        low, high = (
+            (self.degrees, self.degrees) if isinstance(self.degrees, float) else self.degrees
+        )
+        width, height = bound.width, bound.height
+        tilt = math.degrees(math.atan2(height, width))
+        candidates = [low, high] + [
+            angle
+            for base in (tilt, 90 - tilt, 45)
+            for turn in range(-4, 5)
+            if low <= (angle := base + 90 * turn) <= high
+        ]
+        radians = [math.radians(angle) for angle in candidates]
+        wide = max(width * abs(math.cos(a)) + height * abs(math.sin(a)) for a in radians)
+        tall = max(width * abs(math.sin(a)) + height * abs(math.cos(a)) for a in radians)
+        corners = max(abs(math.sin(2 * a)) for a in radians) * (width**2 + height**2) / 2
+        new_width, new_height = math.ceil(wide) + 2, math.ceil(tall) + 2
+        pixels = bound.pixels + math.ceil(corners) + 2 * (new_width + new_height)
+        return bound.sized(new_width, new_height, pixels)
 
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         angle = self.degrees if isinstance(self.degrees, float) else rng.uniform(*self.degrees)
@@ -255,6 +305,15 @@ class Tile(Operation):
         if self.overlap >= self.size:
             raise ValueError(f"overlap must be below size ({self.size}), got {self.overlap}")
         return self
+
+    def bound(self, bound: Bound) -> Bound:
+        stride = self.size - self.overlap
+        count = len(_tile_starts(bound.width, self.size, stride)) * len(
+            _tile_starts(bound.height, self.size, stride)
+        )
+        width, height = min(bound.width, self.size), min(bound.height, self.size)
+        pixels = min(bound.pixels, width * height)
+        return Bound(bound.outputs * min(count, MAX_TILES), width, height, pixels)
 
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         stride = self.size - self.overlap

@@ -8,9 +8,11 @@ from typing import Any
 from PIL import Image
 
 from dataset_assets.operations.base import (
+    Bound,
     Operation,
     OperationError,
     Variant,
+    bound_operations,
     digest,
     run_operations,
 )
@@ -37,6 +39,13 @@ class OperationPipeline:
     def fingerprint(self) -> str:
         """12 hex characters naming the output of the whole list (the empty list included)."""
         return digest(self.to_spec())
+
+    def bound(self, width: int, height: int, pixels: int) -> Bound:
+        """The most this pipeline can produce from one image of at most `width` x `height` and
+        `pixels`: how many outputs and how large, computed from the parameters alone."""
+        return bound_operations(
+            self.operations, Bound(1, width, height, min(pixels, width * height))
+        )
 
     def draft_size(self, width: int, height: int) -> tuple[int, int] | None:
         """The size to ask `Image.draft()` for when the pipeline starts by downscaling, else None.

@@ -14,8 +14,15 @@ gets `<topic>-<partition>-<offset>`, which is stable for that message. Only a re
 partition is new is tracked as "accepted" (in the metadata store and on the status topic), so a
 repeat never resets the status of a request already running or done.
 
-If anything fails mid-tick (brokers down, the errors topic refusing a message) the tick fails
-with the reason and the cursor stays where it was, so the next tick reads the same messages.
+A request is untrusted input: any exception while reading one message (a bad regex, deep
+nesting, random bytes, a source outside the deployment's roots) rejects that message alone, and
+the deployment policy is applied before a run is requested. If anything else fails mid-tick
+(brokers down, the errors topic refusing a message) the tick fails with the reason and the cursor
+stays where it was, so the next tick reads the same messages.
+
+The cursor also keeps the requests topic's id. A broker without durable storage that restarts
+creates the topic again under a new id, with offsets from 0; the sensor then reads it from the
+beginning and logs one warning, so requests refilled past the old offsets are not skipped.
 """
 
 import json
@@ -44,12 +51,16 @@ from dagster import (
 from dataset_assets.jobs import process_dataset
 from dataset_assets.messaging.kafka import PROBE_TIMEOUT_S, KafkaResource, status_event
 from dataset_assets.partitions import check_request_id, datasets_partitions
+from dataset_assets.policy import DeploymentPolicy
 from dataset_assets.request import DatasetRequest, RequestError, parse_request
 from dataset_assets.sensors.switch import default_status
 from dataset_assets.storage.resources import MetadataStoreResource
 
 ERROR_PAYLOAD_BYTES = 10_000
 SOURCE_TAG = "dataset_assets/source"
+
+TOPIC_IDS = "@ids"
+"""Cursor key of the topic ids; never a topic name (Kafka allows only [A-Za-z0-9._-])."""
 
 Cursor = dict[str, dict[str, int]]
 
@@ -84,19 +95,23 @@ class RequestBatch:
     accepted: dict[str, Accepted] = field(default_factory=dict)
     rejected: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
     positions: dict[int, int] | None = None
+    topic_id: str | None = None
     read: int = 0
 
 
-def load_cursor(text: str | None) -> Cursor:
-    """The sensor cursor as `{topic: {partition: next_offset}}`; empty before the first tick."""
+def load_cursor(text: str | None) -> tuple[Cursor, dict[str, str]]:
+    """The sensor cursor as `{topic: {partition: next_offset}}` and the topic ids it was read
+    under; both empty before the first tick."""
     if not text:
-        return {}
+        return {}, {}
     try:
         cursor = json.loads(text)
-        return {
+        ids = {str(topic): str(topic_id) for topic, topic_id in cursor.pop(TOPIC_IDS, {}).items()}
+        offsets = {
             str(topic): {str(part): int(offset) for part, offset in parts.items()}
             for topic, parts in cursor.items()
         }
+        return offsets, ids
     except (ValueError, AttributeError, TypeError) as error:
         raise ValueError(
             f"sensor cursor {text[:200]!r} is not {{topic: {{partition: next_offset}}}} JSON "
@@ -104,18 +119,31 @@ def load_cursor(text: str | None) -> Cursor:
         ) from None
 
 
-def dump_cursor(cursor: Cursor, topic: str, positions: Mapping[int, int]) -> str:
-    updated = {**cursor, topic: {str(part): offset for part, offset in sorted(positions.items())}}
+def dump_cursor(cursor: Cursor, ids: Mapping[str, str], topic: str, batch: "RequestBatch") -> str:
+    positions = batch.positions or {}
+    updated: dict[str, Any] = {
+        **cursor,
+        topic: {str(part): offset for part, offset in sorted(positions.items())},
+    }
+    if batch.topic_id:
+        updated[TOPIC_IDS] = {**ids, topic: batch.topic_id}
     return json.dumps(updated, sort_keys=True)
 
 
-def read_requests(kafka: KafkaResource, cursor: Cursor, log: DagsterLogManager) -> RequestBatch:
+def read_requests(
+    kafka: KafkaResource,
+    policy: DeploymentPolicy,
+    cursor: Cursor,
+    ids: Mapping[str, str],
+    log: DagsterLogManager,
+) -> RequestBatch:
     """Read the requests topic from `cursor` until every partition is at its end or a budget
     (`sensor_time_budget_s`, `sensor_max_messages`) is spent.
 
-    Partitions missing from the cursor (new ones) are read from the beginning. A partition that
-    ends before its cursor offset was recreated (a broker without durable storage restarted):
-    it is read again from the beginning.
+    Partitions missing from the cursor (new ones) are read from the beginning. A topic whose id
+    differs from the one in `ids`, or a partition that ends before its cursor offset (for
+    brokers without topic ids), was recreated (a broker without durable storage restarted): it
+    is read again from the beginning.
     """
     deadline = time.monotonic() + kafka.sensor_time_budget_s
     topic = kafka.requests_topic
@@ -126,6 +154,13 @@ def read_requests(kafka: KafkaResource, cursor: Cursor, log: DagsterLogManager) 
         if partitions is None:
             return batch
         saved = cursor.get(topic, {})
+        batch.topic_id = kafka.topic_id(topic)
+        if saved and batch.topic_id and ids.get(topic) not in (None, batch.topic_id):
+            log.warning(
+                f"{topic} was recreated (topic id {ids[topic]} is now {batch.topic_id}): "
+                "reading it again from the beginning"
+            )
+            saved = {}
         positions = {part: saved.get(str(part), 0) for part in partitions}
         consumer.assign(
             [_start(kafka, consumer, topic, part, positions[part]) for part in partitions]
@@ -143,7 +178,7 @@ def read_requests(kafka: KafkaResource, cursor: Cursor, log: DagsterLogManager) 
             part = message.partition()
             if error is None:
                 if message.offset() >= positions[part]:
-                    _take(kafka, message, batch, log)
+                    _take(kafka, policy, message, batch, log)
                     positions[part] = message.offset() + 1
                     batch.read += 1
             elif error.code() != KafkaError._PARTITION_EOF:
@@ -183,17 +218,22 @@ def _start(
 
 
 def _take(
-    kafka: KafkaResource, message: Message, batch: RequestBatch, log: DagsterLogManager
+    kafka: KafkaResource,
+    policy: DeploymentPolicy,
+    message: Message,
+    batch: RequestBatch,
+    log: DagsterLogManager,
 ) -> None:
     source = Source(message.topic(), message.partition(), message.offset())
     value = message.value()
     try:
-        request = _parse(kafka, source, value)
+        request = _parse(kafka, policy, source, value)
         run_config = request.to_run_config()
-    except ValueError as error:
+    except Exception as error:  # whatever a message makes fail rejects that message only
+        reason = str(error) if isinstance(error, ValueError) else repr(error)
         text = (value or b"")[:ERROR_PAYLOAD_BYTES].decode("utf-8", errors="replace")
         batch.rejected.append(
-            (message.key(), {"request": text, "error": str(error), **source.as_dict()})
+            (message.key(), {"request": text, "error": reason, **source.as_dict()})
         )
         return
     if request.id in batch.accepted:
@@ -202,7 +242,9 @@ def _take(
     batch.accepted[request.id] = Accepted(request, run_config, source)
 
 
-def _parse(kafka: KafkaResource, source: Source, value: bytes | None) -> DatasetRequest:
+def _parse(
+    kafka: KafkaResource, policy: DeploymentPolicy, source: Source, value: bytes | None
+) -> DatasetRequest:
     if not value:
         raise RequestError("message has no value: send the request as a JSON object")
     if len(value) > kafka.max_message_bytes:
@@ -214,7 +256,7 @@ def _parse(kafka: KafkaResource, source: Source, value: bytes | None) -> Dataset
     if request.request_id is None:
         default_id = check_request_id(f"{source.topic}-{source.partition}-{source.offset}")
         request = request.model_copy(update={"request_id": default_id})
-    return request
+    return policy.apply(request)
 
 
 @sensor(
@@ -225,11 +267,14 @@ def _parse(kafka: KafkaResource, source: Source, value: bytes | None) -> Dataset
     "rejected requests go to the errors topic with the reason.",
 )
 def dataset_requests_sensor(
-    context: SensorEvaluationContext, kafka: KafkaResource, metadata: MetadataStoreResource
+    context: SensorEvaluationContext,
+    kafka: KafkaResource,
+    metadata: MetadataStoreResource,
+    policy: DeploymentPolicy,
 ) -> SensorResult:
     started = time.monotonic()
-    cursor = load_cursor(context.cursor)
-    batch = read_requests(kafka, cursor, context.log)
+    cursor, ids = load_cursor(context.cursor)
+    batch = read_requests(kafka, policy, cursor, ids, context.log)
     if batch.positions is None:
         return SensorResult(
             skip_reason=f"topic {kafka.requests_topic} does not exist on {kafka.servers}",
@@ -273,5 +318,5 @@ def dataset_requests_sensor(
         dynamic_partitions_requests=[datasets_partitions.build_add_request(new_ids)]
         if new_ids
         else [],
-        cursor=dump_cursor(cursor, kafka.requests_topic, batch.positions),
+        cursor=dump_cursor(cursor, ids, kafka.requests_topic, batch),
     )

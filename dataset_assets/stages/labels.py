@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, Failure, asset
 
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
-from dataset_assets.request import LabelConfig
+from dataset_assets.request import LabelConfig, compile_label_pattern
 from dataset_assets.stages.policies import METADATA_RETRY
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -26,7 +26,7 @@ class LabelSource:
 
     def __init__(self, config: LabelConfig, blobs: BlobStore, dataset: str):
         self.config = config
-        self.pattern = re.compile(config.pattern) if config.pattern else None
+        self.pattern = compile_label_pattern(config.pattern) if config.pattern else None
         self.table = self._read_manifest(blobs, dataset) if config.source == "manifest" else {}
 
     def _read_manifest(self, blobs: BlobStore, dataset: str) -> dict[str, str]:

@@ -25,7 +25,8 @@ from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreRes
 
 REASONS = {
     **REJECT_REASONS,
-    "unsafe_path": "The archive entry would escape the dataset (absolute path or '..').",
+    "unsafe_path": "The file name would escape the dataset (absolute, '..', backslash, not UTF-8).",
+    "unreadable": "The file could not be read from its source (bad CRC, lying size, I/O error).",
     "symlink": "A symbolic or hard link; links are never followed.",
     "not_a_file": "A device, fifo or other special file.",
     "bad_url": "A line of the URL list that is not an http(s) URL.",

@@ -1,6 +1,11 @@
 """Ingest: every file of the source becomes a content-addressed blob and one image record."""
 
 import hashlib
+import re
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -10,6 +15,7 @@ from dataset_assets.ingest.locate import check_source, open_entries
 from dataset_assets.ingest.sources import Entry, SourceError
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
+from dataset_assets.policy import DeploymentPolicy
 from dataset_assets.request import IngestConfig, RequestError, request_from_run_config
 from dataset_assets.stages.policies import IO_RETRY
 from dataset_assets.stages.sharding import bucket_of
@@ -22,6 +28,10 @@ from dataset_assets.storage.resources import (
 )
 
 CHUNK = 1024 * 1024
+EXTENSION = re.compile(r"[a-z0-9]{1,10}")
+ENTRY_FAULTS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarError)
+"""What reading one file can raise; it rejects that file (a `ConnectionError` still fails the
+step, to be retried)."""
 LATER_FIELDS = (
     "reject_reason",
     "reject_message",
@@ -63,7 +73,8 @@ def store_entry(entry: Entry, blobs: BlobStore, spool: Path, max_bytes: int) -> 
             digest.update(chunk)
             out.write(chunk)
     sha256 = digest.hexdigest()
-    extension = PurePosixPath(entry.path).suffix.lower().lstrip(".") or "bin"
+    extension = PurePosixPath(entry.path).suffix.lower().lstrip(".")
+    extension = extension if EXTENSION.fullmatch(extension) else "bin"
     key = f"originals/{sha256}.{extension}"
     if not blobs.exists(key):
         blobs.put_file(key, spool)
@@ -91,16 +102,19 @@ def raw_images(
     blobs: BlobStoreResource,
     metadata: MetadataStoreResource,
     workspace: WorkspaceResource,
+    policy: DeploymentPolicy,
 ) -> Manifest:
     """Every file of the request's source, stored once by content, one record per file.
 
-    The whole request is checked here first, so a bad operation or setting fails the run before
-    anything is written. Hidden files are skipped; label manifests and other text files are kept as
-    sidecars for the labels stage; unsafe archive entries and links are recorded as rejected.
+    The whole request is checked here first, against the deployment policy too, so a bad
+    operation, setting or source fails the run before anything is written. Hidden files are
+    skipped; label manifests and other text files are kept as sidecars for the labels stage;
+    unsafe entries, links and files that cannot be read (a bad CRC, a lying size) are recorded
+    as rejected, one by one.
     """
     dataset = context.partition_key
     try:
-        request = request_from_run_config(context.run.run_config, dataset)
+        request = policy.apply(request_from_run_config(context.run.run_config, dataset))
         source = check_source(config.dataset_key, blobs.s3_client)
     except (RequestError, SourceError) as error:
         raise Failure(
@@ -115,13 +129,19 @@ def raw_images(
     def records():
         with workspace.step_dir(context.run.run_id, "raw_images") as scratch:
             spool = scratch / "entry"
-            entries = open_entries(config.dataset_key, blobs.s3_client, scratch, config.downloads)
-            for entry in entries:
-                if entry.is_sidecar and not entry.reason:
-                    _store_sidecar(entry, blob_store, dataset, config.max_file_bytes)
-                    counts["sidecars"] += 1
-                    continue
-                fields = store_entry(entry, blob_store, spool, config.max_file_bytes)
+            downloads = config.downloads(policy.allow_private_hosts)
+            entries = open_entries(config.dataset_key, blobs.s3_client, scratch, downloads)
+            for entry in _limited(entries, config.dataset_key, config.max_files):
+                try:
+                    if entry.is_sidecar and not entry.reason:
+                        _store_sidecar(entry, blob_store, dataset, config.max_file_bytes)
+                        counts["sidecars"] += 1
+                        continue
+                    fields = store_entry(entry, blob_store, spool, config.max_file_bytes)
+                except ConnectionError:
+                    raise
+                except ENTRY_FAULTS as error:
+                    fields = _unreadable(entry.path, error)
                 counts[fields["status"]] += 1
                 counts["bytes"] += fields.get("size_bytes", 0)
                 image_id = image_id_for(dataset, entry.path)
@@ -156,6 +176,41 @@ def raw_images(
         started=started,
         status=("ingested", "rejected"),
     )
+
+
+def _limited(entries: Iterator[Entry], dataset_key: str, max_files: int) -> Iterator[Entry]:
+    """The source's entries, failing the run once there are more than `max_files`, and naming
+    the source when it cannot be read on (a truncated or corrupt archive)."""
+    count = 0
+    while True:
+        try:
+            entry = next(entries, None)
+        except ConnectionError:
+            raise
+        except ENTRY_FAULTS as error:
+            raise Failure(
+                description=f"{dataset_key!r} cannot be read after {count} file(s): "
+                f"{type(error).__name__}: {error}",
+                allow_retries=False,
+            ) from None
+        if entry is None:
+            return
+        count += 1
+        if count > max_files:
+            raise Failure(
+                description=f"{dataset_key!r} holds more than {max_files:,} files, the limit "
+                "(ingest.max_files, DATASET_ASSETS_MAX_FILES)",
+                allow_retries=False,
+            )
+        yield entry
+
+
+def _unreadable(path: str, error: BaseException) -> dict[str, Any]:
+    return {
+        "status": "rejected",
+        "reject_reason": "unreadable",
+        "reject_message": f"{path}: {type(error).__name__}: {error}",
+    }
 
 
 def _store_sidecar(entry: Entry, blobs: BlobStore, dataset: str, max_bytes: int) -> None:
