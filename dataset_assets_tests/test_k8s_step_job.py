@@ -179,6 +179,7 @@ def launched(
     }
     environment = pod_environment(container_context["k8s"]["env"], secrets)
     environment["DATASET_ASSETS_HOME"] = str(folder / "home")
+    environment["DATASET_ASSETS_SOURCE_ROOTS"] = str(tmp_path_factory.getbasetemp())
     environment["AWS_REGION"] = "us-east-1"
     captured: dict[str, tuple[Any, str]] = {}
 

@@ -19,7 +19,7 @@ def mongo_pipeline(tmp_path, monkeypatch, mongodb_uri) -> Pipeline:
     monkeypatch.setenv("DATASET_ASSETS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DATASET_ASSETS_METADATA_URI", mongodb_uri)
     monkeypatch.delenv("DATASET_ASSETS_BLOB_ROOT", raising=False)
-    resources = resources_from_env()
+    resources = resources_from_env(operator=True)
     resources["metadata"] = MetadataStoreResource(
         uri=mongodb_uri, database=f"test_{uuid.uuid4().hex[:8]}"
     )

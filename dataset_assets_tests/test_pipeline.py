@@ -201,7 +201,7 @@ def test_scratch_files_are_removed_after_the_run_unless_kept(pipeline, make_imag
     monkeypatch.setenv("DATASET_ASSETS_KEEP_WORKSPACE", "1")
     from dataset_assets.storage.environment import resources_from_env
 
-    pipeline.resources = resources_from_env()
+    pipeline.resources = resources_from_env(operator=True)
     assert pipeline.run({"request_id": "scratch-kept", "dataset_key": str(source)}).success
     kept = list(work.glob("*/tiered_storage/labels.csv"))
     assert len(kept) == 1

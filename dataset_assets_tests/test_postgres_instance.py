@@ -189,6 +189,7 @@ def cluster_like(
         "DATASET_ASSETS_METADATA_URI": mongodb_uri.replace("/?", f"/db_{name}?"),
         "DATASET_ASSETS_BLOB_ROOT": f"s3://{bucket}/v1",
         "DATASET_ASSETS_S3_ENDPOINT_URL": s3_endpoint,
+        "DATASET_ASSETS_SOURCE_ROOTS": str(tmp_path.parent),  # the tests' temporary folders
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",

@@ -102,6 +102,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"x")
                 self.wfile.flush()
                 time.sleep(0.1)
+        elif self.path == "/drip-headers.png":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Padding: " + b"x" * 40
+            for byte in head:  # the headers never end: a byte every 0.1 s
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
         elif self.path == "/page.jpg":
             self._send(200, b"<html>not an image</html>", "text/html")
         else:
@@ -232,11 +238,14 @@ def test_loopback_private_and_metadata_hosts_are_refused_by_default(
 def test_a_host_that_sends_a_byte_at_a_time_is_cut_off_at_the_deadline(
     server: ImageServer, tmp_path: Path
 ) -> None:
-    url = f"{server.base}/drip.png"
-    found = _download([url], tmp_path, deadline_s=1.0, retries=0)
+    drip_body, drip_headers = f"{server.base}/drip.png", f"{server.base}/drip-headers.png"
+    started = time.monotonic()
+    found = _download([drip_body, drip_headers], tmp_path, deadline_s=1.0, retries=2, workers=2)
 
-    _, reason, message, _ = found[url]
-    assert reason == "download_failed" and "longer than 1 s" in message
+    assert time.monotonic() - started < 3, "one deadline covers headers, body and retries"
+    for url in (drip_body, drip_headers):
+        _, reason, message, _ = found[url]
+        assert reason == "download_failed" and "longer than 1 s" in message, message
 
 
 def test_the_connection_refuses_a_name_that_turned_private_after_the_check(

@@ -28,11 +28,13 @@ import json
 import mimetypes
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache, partial
 from importlib.metadata import PackageNotFoundError, version
@@ -242,37 +244,107 @@ def connect_public(
     raise error
 
 
-class _PublicHTTPConnection(http.client.HTTPConnection):
+class Deadline:
+    """One download's deadline, over connecting, the headers and the body together.
+
+    Every socket the download opens is shut down when the deadline passes, so a server that
+    sends its headers or its body a byte at a time cannot hold a worker past it (no single
+    read ever times out on such a server).
+    """
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._timers: list[threading.Timer] = []
+
+    @classmethod
+    def current(cls) -> "Deadline | None":
+        return getattr(cls._current, "deadline", None)
+
+    def __enter__(self) -> "Deadline":
+        Deadline._current.deadline = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        Deadline._current.deadline = None
+        for timer in self._timers:
+            timer.cancel()
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        timer = threading.Timer(self.remaining(), self._expire, (sock,))
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def _expire(self, sock: socket.socket) -> None:
+        self.expired = True
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def error(self) -> TimeoutError:
+        return TimeoutError(f"download took longer than {self.seconds:g} s")
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    """Connects only to public addresses unless `allow_private`, within the download's deadline."""
+
+    def __init__(self, *args: Any, allow_private: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allow_private = allow_private
+
     def connect(self) -> None:
-        self.sock = connect_public(self.host, self.port, self.timeout, self.source_address)
+        deadline = Deadline.current()
+        timeout = self.timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline.remaining()) if timeout else deadline.remaining()
+        if self.allow_private:
+            self.sock = socket.create_connection(
+                (self.host, self.port), timeout, self.source_address
+            )
+        else:
+            self.sock = connect_public(self.host, self.port, timeout, self.source_address)
+        self.sock.settimeout(self.timeout)
+        if deadline is not None:
+            deadline.watch(self.sock)
 
 
-class _PublicHTTPSConnection(http.client.HTTPSConnection, _PublicHTTPConnection):
-    """TLS over `_PublicHTTPConnection.connect` (`HTTPSConnection.connect` calls it first)."""
+class _GuardedHTTPSConnection(http.client.HTTPSConnection, _GuardedHTTPConnection):
+    """TLS over `_GuardedHTTPConnection.connect` (`HTTPSConnection.connect` calls it first)."""
 
 
 def _connection_class(
-    request: urllib.request.Request,
-    public: type[http.client.HTTPConnection],
-    proxied: type[http.client.HTTPConnection],
-) -> type[http.client.HTTPConnection]:
-    """The public-only connection when the request goes straight to its host; through a proxy,
-    which resolves the name itself, only the name can be checked, so it is checked here."""
-    if request.host == urlsplit(request.full_url).netloc:
-        return public
-    _check_host(request.full_url, allow_private=False)
-    return proxied
+    request: urllib.request.Request, guarded: type[_GuardedHTTPConnection], allow_private: bool
+) -> Callable[..., http.client.HTTPConnection]:
+    """The guarded connection; through a proxy, which resolves the name itself, only the name
+    can be checked, so it is checked here and the proxy's own address is not."""
+    direct = request.host == urlsplit(request.full_url).netloc
+    if not direct and not allow_private:
+        _check_host(request.full_url, allow_private=False)
+    return partial(guarded, allow_private=allow_private or not direct)
 
 
-class _PublicHTTPHandler(urllib.request.HTTPHandler):
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, allow_private: bool) -> None:
+        super().__init__()
+        self.allow_private = allow_private
+
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection = _connection_class(req, _PublicHTTPConnection, http.client.HTTPConnection)
-        return self.do_open(connection, req)
+        return self.do_open(_connection_class(req, _GuardedHTTPConnection, self.allow_private), req)
 
 
-class _PublicHTTPSHandler(urllib.request.HTTPSHandler):
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, allow_private: bool) -> None:
+        super().__init__()
+        self.allow_private = allow_private
+
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection = _connection_class(req, _PublicHTTPSConnection, http.client.HTTPSConnection)
+        connection = _connection_class(req, _GuardedHTTPSConnection, self.allow_private)
         return self.do_open(connection, req, context=self._context)
 
 
@@ -298,38 +370,51 @@ class CheckedRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _opener(allow_private: bool) -> urllib.request.OpenerDirector:
-    handlers: list[urllib.request.BaseHandler] = [CheckedRedirects(allow_private)]
-    if not allow_private:
-        handlers += [_PublicHTTPHandler(), _PublicHTTPSHandler()]
-    return urllib.request.build_opener(*handlers)
+    return urllib.request.build_opener(
+        CheckedRedirects(allow_private),
+        _GuardedHTTPHandler(allow_private),
+        _GuardedHTTPSHandler(allow_private),
+    )
 
 
 def download(
     row: UrlRow, settings: DownloadSettings, spool_dir: Path, opener: urllib.request.OpenerDirector
 ) -> tuple[Entry, Path | None]:
-    """Fetch one URL into a spool file; the entry, or a rejected entry naming the cause."""
+    """Fetch one URL into a spool file; the entry, or a rejected entry naming the cause.
+
+    Retries share the download's one deadline (`deadline_s`), which covers connecting, the
+    headers and the body.
+    """
     headers = {"User-Agent": _user_agent(), "Accept": "image/*,*/*;q=0.5"}
-    for attempt in range(settings.retries + 1):
-        retry_in = min(8.0, 0.25 * 2**attempt)
-        spool = spool_dir / f"{uuid.uuid4().hex}.download"
-        try:
-            request = urllib.request.Request(row.url, headers=headers)
-            with opener.open(request, timeout=settings.timeout_s) as response:
-                return _save(row, response, spool, settings)
-        except urllib.error.HTTPError as error:
-            cause = f"HTTP {error.code} {error.reason}"
-            if error.code not in RETRY_STATUSES:
-                return _rejected(row, "download_failed", cause), None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-            refusal = _refusal(error)
-            if refusal is not None:
-                return _rejected(row, "blocked_host", refusal), None
-            reason = getattr(error, "reason", None) or error
-            cause = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
-        spool.unlink(missing_ok=True)
-        if attempt < settings.retries:
-            time.sleep(retry_in)
-    tries = settings.retries + 1
+    tries = 0
+    with Deadline(settings.deadline_s) as deadline:
+        while tries <= settings.retries:
+            retry_in = min(8.0, 0.25 * 2**tries)
+            tries += 1
+            spool = spool_dir / f"{uuid.uuid4().hex}.download"
+            try:
+                request = urllib.request.Request(row.url, headers=headers)
+                with opener.open(request, timeout=settings.timeout_s) as response:
+                    entry, saved = _save(row, response, spool, settings)
+                if not deadline.expired:
+                    return entry, saved
+                raise deadline.error()
+            except urllib.error.HTTPError as error:
+                cause = f"HTTP {error.code} {error.reason}"
+                if error.code not in RETRY_STATUSES:
+                    return _rejected(row, "download_failed", cause), None
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+                refusal = _refusal(error)
+                if refusal is not None:
+                    return _rejected(row, "blocked_host", refusal), None
+                reason = deadline.error() if deadline.expired else getattr(error, "reason", error)
+                cause = (
+                    f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+                )
+            spool.unlink(missing_ok=True)
+            if deadline.expired or tries > settings.retries:
+                break
+            time.sleep(min(retry_in, deadline.remaining()))
     return _rejected(row, "download_failed", f"{cause} (after {tries} attempts)"), None
 
 
@@ -344,13 +429,12 @@ def _refusal(error: BaseException) -> str | None:
 def _save(
     row: UrlRow, response: http.client.HTTPResponse, spool: Path, settings: DownloadSettings
 ) -> tuple[Entry, Path | None]:
-    """Stream the body to `spool` within the size limit and the deadline (a host that sends a
-    byte at a time never trips the per-read timeout, so the whole download has one too)."""
+    """Stream the body to `spool` within the size limit (the download's `Deadline` cuts off a
+    host that sends a byte at a time)."""
     max_bytes = settings.max_bytes
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
         return _too_large(row, int(length), max_bytes), None
-    deadline = time.monotonic() + settings.deadline_s
     size = 0
     with open(spool, "wb") as out:
         while chunk := response.read1(CHUNK):
@@ -359,8 +443,6 @@ def _save(
                 out.close()
                 spool.unlink(missing_ok=True)
                 return _too_large(row, size, max_bytes), None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"download took longer than {settings.deadline_s:g} s")
             out.write(chunk)
     content_type = response.headers.get_content_type()
     suffix = PurePosixPath(row.path).suffix
