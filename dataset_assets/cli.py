@@ -9,6 +9,7 @@ in `dagster dev` pointed at the same `DAGSTER_HOME`.
 import argparse
 import json
 import os
+import socket
 import sys
 import threading
 import traceback
@@ -25,6 +26,9 @@ from dataset_assets.request import (
     load_request_json,
     parse_request,
 )
+
+RUNNER_TAG = "dataset_assets/runner"
+"""`host:pid` of the command running a run in its own process, so `status` can tell it died."""
 
 COUNT_KEYS = {
     "ingested": "images_ingested",
@@ -215,6 +219,7 @@ def _run(args: argparse.Namespace) -> int:
             instance=instance,
             partition_key=request.id,
             raise_on_error=False,
+            tags={RUNNER_TAG: f"{socket.gethostname()}:{os.getpid()}"},
         )
     finally:
         done.set()
@@ -413,6 +418,10 @@ def _status(args: argparse.Namespace) -> int:
     tracked = store.get_request(args.request_id)
     if tracked is None:
         raise CommandError(f"no request {args.request_id!r} in the metadata store")
+    reason = _dead_run(tracked)
+    if reason:
+        store.track_request(args.request_id, status="failed", error=reason)
+        tracked = store.get_request(args.request_id) or tracked
     if args.json:
         print(json.dumps(tracked, default=str))
         return 0
@@ -430,6 +439,36 @@ def _status(args: argparse.Namespace) -> int:
     if tracked.get("report"):
         print(f"  report: {tracked['report']}")
     return 0
+
+
+def _dead_run(tracked: dict[str, Any]) -> str | None:
+    """Why a request tracked as running is not: its Dagster run failed or was canceled, or the
+    command running it in its own process died (killed, out of memory). Such a run stays
+    "started" in Dagster too; it is marked failed there as well. Runs the daemon launched are
+    marked failed by Dagster's run monitoring instead."""
+    from dagster import DagsterRunStatus
+
+    run_id = tracked.get("run_id")
+    if tracked.get("status") != "running" or not run_id:
+        return None
+    instance = _instance()
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return None
+    if run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+        return f"run {run_id} ended as {run.status.value.lower()}"
+    host, _, pid = run.tags.get(RUNNER_TAG, "").rpartition(":")
+    if run.is_finished or host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+        return None
+    except PermissionError:
+        return None
+    except ProcessLookupError:
+        reason = f"the process running run {run_id} (pid {pid}) died"
+        instance.report_run_failed(run, reason)
+        return reason
 
 
 def _sample(args: argparse.Namespace) -> int:

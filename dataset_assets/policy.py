@@ -80,9 +80,8 @@ class DeploymentPolicy(ConfigurableResource):
                 problems.append(
                     f"{section}.{field}={asked} is over the deployment's limit of {limit}"
                 )
-            sections[section][field] = min(getattr(defaults[section], field), limit)
-            if asked is not None:
-                sections[section][field] = min(asked, limit)
+            wanted = getattr(defaults[section], field) if asked is None else asked
+            sections[section][field] = min(wanted, limit)
         applied = request.model_copy(update=sections)
         problems += self._output_problems(applied)
         location = self.source_problem(source_url(request.dataset_key))
@@ -93,8 +92,10 @@ class DeploymentPolicy(ConfigurableResource):
         return applied
 
     def _output_problems(self, request: DatasetRequest) -> list[str]:
-        validation = request.stage_configs()["validated_images"]
-        pipeline = request.stage_configs()["processed_images"].pipeline
+        """The operations' worst case, from the largest image validation lets through."""
+        configs = request.stage_configs()
+        validation = configs["validated_images"]
+        pipeline = configs["processed_images"].pipeline
         bound = pipeline.bound(validation.max_width, validation.max_height, validation.max_pixels)
         source = (
             f"from a source image of up to {validation.max_width}x{validation.max_height} and "

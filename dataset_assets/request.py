@@ -241,11 +241,13 @@ class LabelConfig(Config):
             raise ValueError("labels.source 'manifest' needs labels.manifest (a CSV or JSON file)")
         if self.manifest is not None and (problem := unsafe_reason(self.manifest)):
             raise ValueError(f"labels.manifest names a file inside the dataset: {problem}")
-        if self.source == "pattern":
-            if not self.pattern:
-                raise ValueError("labels.source 'pattern' needs labels.pattern")
-            if "label" not in compile_label_pattern(self.pattern).groupindex:
-                raise ValueError(f"labels.pattern {self.pattern!r} has no (?P<label>...) group")
+        if self.source == "pattern" and not self.pattern:
+            raise ValueError("labels.source 'pattern' needs labels.pattern")
+        if (
+            self.pattern is not None
+            and "label" not in compile_label_pattern(self.pattern).groupindex
+        ):
+            raise ValueError(f"labels.pattern {self.pattern!r} has no (?P<label>...) group")
         return self
 
 

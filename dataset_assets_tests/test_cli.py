@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,7 @@ def project(tmp_path, monkeypatch):
 
 
 def _command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
-    script = Path(sys.executable).with_name("dataset-assets")
-    return subprocess.run(
-        [str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return _command_with({}, *args, cwd=cwd)
 
 
 def test_run_with_ops_prints_progress_and_a_json_summary_last(project, sample_dir):
@@ -155,3 +152,81 @@ def test_prepare_then_dagster_job_execute_runs_the_partition(project, sample_dir
     assert done.returncode == 0, done.stderr[-2000:]
     report = project / ".dataset_assets" / "blobs" / "reports" / "cli-job" / "report.json"
     assert json.loads(report.read_text())["metrics"]["processed_images"] == 23
+
+
+def test_a_killed_run_shows_as_failed_not_running_forever(project, sample_dir):
+    from dataset_assets.storage.metadata import MetadataStore, connect
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
+    script = Path(sys.executable).with_name("dataset-assets")
+    ops = [
+        "--op",
+        '{"Resize": {"max_side": 512}}',
+        "--op",
+        '{"Augment": {"n": 6, "ops": [{"Blur": {"radius": 2}}]}}',
+    ]
+    running = subprocess.Popen(
+        [str(script), "run", str(sample_dir), *ops, "--request-id", "killed"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    database = project / ".dataset_assets" / "metadata.db"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and running.poll() is None:
+            if database.exists():
+                tracked = MetadataStore(connect(str(database))).get_request("killed") or {}
+                if tracked.get("status") == "running":
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run never showed as running")
+    finally:
+        running.kill()
+        running.wait()
+
+    shown = _command("status", "killed", cwd=project)
+
+    assert shown.returncode == 0, shown.stderr
+    first, *rest = shown.stdout.splitlines()
+    assert first.startswith("request killed: failed")
+    assert any(f"(pid {running.pid}) died" in line for line in rest), shown.stdout
+    again = _command("status", "killed", "--json", cwd=project)
+    assert json.loads(again.stdout)["status"] == "failed"
+
+
+def test_failures_are_one_line_and_the_traceback_only_with_verbose(project, tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"dataset_key": str(tmp_path), "labels": {"pattern": "(a"}}))
+    env_down = {
+        "DATASET_ASSETS_METADATA_URI": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500"
+    }
+
+    bad = _command("run", str(request), cwd=project)
+    down = _command_with(env_down, "status", "anything", cwd=project)
+    verbose = _command_with(env_down, "--verbose", "status", "anything", cwd=project)
+
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ")
+    assert "labels.pattern '(a' is not a pattern RE2 accepts (missing ): (a)" in bad.stderr
+    assert bad.stderr.count("\n") == 1
+    assert down.returncode == 1 and down.stderr.count("\n") == 1, down.stderr
+    assert "127.0.0.1:1" in down.stderr and "Traceback" not in down.stderr
+    assert "Traceback" in verbose.stderr and verbose.stderr.rstrip().splitlines()[-1].startswith(
+        "error: "
+    )
+
+
+def _command_with(extra_env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
+    script = Path(sys.executable).with_name("dataset-assets")
+    return subprocess.run(
+        [str(script), *args],
+        cwd=cwd,
+        env={**env, **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
