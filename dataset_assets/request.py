@@ -31,6 +31,7 @@ MAX_REQUEST_BYTES = 1_000_000
 MAX_JSON_DEPTH = 32
 MAX_PATTERN_CHARS = 1_000
 MAX_SEED = 2**63 - 1
+MAX_OPERATIONS = 64
 POLICY_ONLY = {"allow_private_hosts": "DATASET_ASSETS_ALLOW_PRIVATE_HOSTS"}
 """Settings that only the deployment may give, never a request, with the variable that does."""
 
@@ -190,6 +191,7 @@ class TransformConfig(Config):
 
     operations: list[Any] = pydantic.Field(
         default_factory=list,
+        max_length=MAX_OPERATIONS,
         description='Seed format: ["GrayScale", {"Resize": {"scaling_factor": 0.5}}].',
     )
     seed: int = pydantic.Field(
@@ -279,7 +281,7 @@ class DatasetRequest(pydantic.BaseModel):
 
     request_id: str | None = None
     dataset_key: str
-    operations: list[Any] = pydantic.Field(default_factory=list)
+    operations: list[Any] = pydantic.Field(default_factory=list, max_length=MAX_OPERATIONS)
     validation_mode: ValidationMode = "lenient"
     seed: int = pydantic.Field(default=0, ge=0, le=MAX_SEED)
     output_format: OutputFormat = "source"

@@ -81,6 +81,10 @@ POISONS: dict[str, tuple[dict[str, Any] | str, str]] = {
     ),
     "many_workers": (body(transform={"workers": 100_000}), "transform.workers"),
     "not_an_object": ("[1, 2, 3]", "request must be a JSON object"),
+    "hundred_operations": (
+        body(operations=["GrayScale"] * 100),
+        "operations: List should have at most 64 items",
+    ),
 }
 OPERATOR_MAY = {"etc", "store_itself", "other_bucket"}
 """Sources outside the roots: the CLI's own user is the operator, who may read any source."""

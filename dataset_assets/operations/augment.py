@@ -23,7 +23,7 @@ class Augment(Operation):
     """Make n variants, each running ops with its own seed, recorded with the variant."""
 
     n: int = Field(ge=1, le=64)
-    ops: tuple[Operation, ...] = Field(min_length=1)
+    ops: tuple[Operation, ...] = Field(min_length=1, max_length=16)
 
     @field_validator("ops", mode="before")
     @classmethod
