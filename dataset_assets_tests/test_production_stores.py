@@ -35,7 +35,8 @@ def remote_pipeline(tmp_path, monkeypatch, mongodb_uri, s3_endpoint, sample_dir)
         s3.create_bucket(Bucket=bucket)
     archive = shutil.make_archive(str(tmp_path / "kanagawa"), "zip", sample_dir)
     s3.upload_file(archive, source_bucket, "images/kanagawa.zip")
-    return Pipeline(tmp_path / "home", resources_from_env(), DagsterInstance.ephemeral())
+    resources = resources_from_env(operator=True)
+    return Pipeline(tmp_path / "home", resources, DagsterInstance.ephemeral())
 
 
 SEED = {

@@ -487,9 +487,10 @@ def test_a_parquet_list_becomes_a_dataset_whose_outputs_keep_labels_and_captions
     request = {
         "request_id": "from-parquet",
         "dataset_key": str(write_parquet_list(tmp_path / "urls.parquet", rows)),
-        "ingest": {"allow_private_hosts": True, "download_retries": 0},
+        "ingest": {"download_retries": 0},
         "tiering": {"parquet_shard_rows": 10},
     }
+    pipeline.resources["policy"] = DeploymentPolicy(operator=True, allow_private_hosts=True)
 
     assert pipeline.run(request).success
 
