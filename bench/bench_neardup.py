@@ -6,6 +6,10 @@ brute force. Brute-force time is extrapolated from the sample to the whole colle
 also checks that multi-index hashing finds every true pair of those queries.
 
     python -m bench.bench_neardup --n 1000000 --threshold 6 --planted 0.01 --queries 2000
+
+With `--candidate-radius R` it also times the dedup stage's candidate search on the same hashes
+(`candidate_pairs`: perceptual and difference hash, five window hashes and the mirror hash of
+each image, all at radius R) and prints its time over the threshold search's.
 """
 
 import argparse
@@ -14,6 +18,8 @@ import time
 
 import numpy as np
 
+from dataset_assets.imaging.candidates import candidate_pairs
+from dataset_assets.imaging.hashing import WINDOWS
 from dataset_assets.imaging.neardup import _plan, find_near_duplicate_pairs
 
 _BRUTE_FORCE_BLOCK = 16
@@ -74,6 +80,7 @@ def main() -> None:
     parser.add_argument("--planted", type=float, default=0.01)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--candidate-radius", type=int, default=None)
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -104,6 +111,18 @@ def main() -> None:
     print(f"  recall on the sample's true pairs: {recall(truth, pairs, args.n):.4f}")
     print(f"  same pairs as brute force for the sampled queries: {same}")
     print(f"speed-up over brute force: {brute_seconds / mih_seconds:,.0f}x")
+    if args.candidate_radius is not None:
+        others = rng.integers(0, 2**64, size=(args.n, len(WINDOWS) + 2), dtype=np.uint64)
+        started = time.perf_counter()
+        found = candidate_pairs(
+            hashes, others[:, 0], others[:, 2:], others[:, 1], args.candidate_radius, 10**9
+        )
+        seconds = time.perf_counter() - started
+        print(
+            f"candidate search at radius {args.candidate_radius} (8 hashes an image): "
+            f"{seconds:.2f} s, {len(found.pairs):,} candidates, "
+            f"{seconds / mih_seconds:.1f}x the threshold search"
+        )
     print(f"peak RSS overall: {peak_rss_mib():,.0f} MiB")
 
 

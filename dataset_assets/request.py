@@ -19,6 +19,7 @@ import pydantic
 import re2
 from dagster import Config, RunConfig
 
+from dataset_assets.imaging.quality import ISSUE_THRESHOLDS
 from dataset_assets.ingest.sources import unsafe_reason
 from dataset_assets.ingest.urls import DownloadSettings
 from dataset_assets.operations import OperationPipeline
@@ -131,6 +132,12 @@ class ValidationConfig(Config):
     multi_frame: Literal["first", "reject"] = "first"
     target_mode: Literal["RGB", "L", "keep"] = "RGB"
     hash_kind: Literal["phash", "dhash", "whash"] = "phash"
+    drop_issues: list[str] = pydantic.Field(
+        default_factory=list,
+        max_length=len(ISSUE_THRESHOLDS),
+        description="Quality issues that reject an image (reason quality_issue), e.g. "
+        '["blurry", "dark"]; each issue\'s threshold is in the README.',
+    )
     max_invalid_ratio: float | None = _max_ratio("rejects", "invalid_ratio")
     images_per_shard: int = pydantic.Field(
         default=256,
@@ -141,6 +148,15 @@ class ValidationConfig(Config):
     workers: int = pydantic.Field(
         default=0, ge=0, le=64, description="Threads per shard; 0 = one per core."
     )
+
+    @pydantic.field_validator("drop_issues")
+    @classmethod
+    def _known_issues(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(ISSUE_THRESHOLDS))
+        if unknown:
+            known = ", ".join(ISSUE_THRESHOLDS)
+            raise ValueError(f"unknown quality issue(s) {unknown}; known issues: {known}")
+        return value
 
 
 class DedupConfig(Config):

@@ -2,6 +2,7 @@
 the unedited original is the copy kept."""
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,7 @@ def edited_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 (folder / f"{name}_{edit}.jpg").write_bytes(make(image))
     for name in DISTINCT:
         (folder / f"{name}.jpg").write_bytes(jpeg(photo(name), 92))
+    (folder / "camera_bytecopy.jpg").write_bytes((folder / "camera.jpg").read_bytes())
     return folder
 
 
@@ -69,7 +71,7 @@ def test_every_edited_copy_is_found_and_the_unedited_original_is_kept(pipeline, 
     assert result.success
     docs = {doc["source"]: doc for doc in pipeline.metadata.iter_images("edits")}
     by_id = {doc["image_id"]: doc["source"] for doc in docs.values()}
-    copies = {source for source in docs if "_" in Path(source).stem}
+    copies = {source for source in docs if "_" in Path(source).stem} - {"camera_bytecopy.jpg"}
     assert {Path(source).stem.split("_", 1)[1] for source in copies} == set(EDITS)
     for source in copies:
         doc = docs[source]
@@ -82,6 +84,15 @@ def test_every_edited_copy_is_found_and_the_unedited_original_is_kept(pipeline, 
         assert docs[f"{name}.jpg"]["status"] == "processed", name
     flipped = [docs[source]["evidence"] for source in copies if source.endswith("_flip.jpg")]
     assert flipped and all(evidence["flipped"] for evidence in flipped)
+    exact = docs["camera_bytecopy.jpg"]
+    assert (exact["status"], exact["cluster_kind"]) == ("duplicate", "exact")
+    assert exact["evidence"] == {"method": "same file"}
+    report = json.loads(pipeline.blobs.get_bytes("reports/edits/report.json"))
+    kinds = {
+        next(m["source"] for m in cluster["members"] if m["kept"]): cluster["kind"]
+        for cluster in report["duplicate_clusters"]
+    }
+    assert kinds == {"camera.jpg": "exact", **{f"{name}.jpg": "near" for name in PHOTOS}}
 
 
 def test_verification_records_its_evidence_and_rejects_other_photos():

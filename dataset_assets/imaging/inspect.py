@@ -83,6 +83,8 @@ class ValidationRules:
             to 8 bits, palettes are expanded and transparency is put on white; "keep" keeps the
             file's mode.
         hash_kind: Perceptual hash used for near-duplicate search.
+        drop_issues: Flagged quality issues that make the validation stage reject an image
+            (`inspect_image` only scores them).
         thumbnail_px: Longest side of the thumbnail.
     """
 
@@ -99,6 +101,7 @@ class ValidationRules:
     target_mode: Literal["RGB", "L", "keep"] = "RGB"
     hash_kind: HashKind = "phash"
     thumbnail_px: int = 128
+    drop_issues: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

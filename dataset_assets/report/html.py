@@ -57,6 +57,7 @@ NAVIGATION = (
 )
 
 ACCENT = "#3b6fd8"
+ISSUE_COLOUR = "#e07b24"
 
 STYLE = """
 *{box-sizing:border-box}
@@ -155,7 +156,7 @@ def render_report_html(report: Mapping[str, Any]) -> str:
         _summary_section(report),
         _stages_section(report.get("stages") or []),
         _rejects_section(report, reason_colours),
-        _issues_section(report.get("quality_issues") or {}),
+        _issues_section(report.get("quality_issues") or {}, report.get("flagged_images") or []),
         _duplicates_section(report.get("duplicate_clusters") or [], report.get("metrics") or {}),
         _histograms_section(report.get("histograms") or {}),
         _labels_section(report.get("labels") or {}, report.get("label_imbalance")),
@@ -466,13 +467,25 @@ def _bar_chart(rows: Sequence[tuple[str, int]], colour: str, label: str) -> str:
     )
 
 
-def _issues_section(issues: Mapping[str, int]) -> str:
+def _issues_section(issues: Mapping[str, int], flagged: Sequence[Mapping[str, Any]]) -> str:
     if not issues:
         return _section("issues", "Quality issues", "", _empty("No quality issues found"))
     rows = sorted(issues.items(), key=lambda item: (-item[1], item[0]))
-    lead = "Valid images flagged by quality checks; an image can have several issues."
-    chart = _bar_chart(rows, "#e07b24", "Quality issue counts")
-    return _section("issues", "Quality issues", lead, chart)
+    lead = (
+        "Valid images flagged by quality checks; an image can have several issues. "
+        "<code>validation.drop_issues</code> rejects the issues it names."
+    )
+    chart = _bar_chart(rows, ISSUE_COLOUR, "Quality issue counts")
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for image in flagged:
+        groups.setdefault(str(image.get("issue", "")), []).append(image)
+    colours = dict.fromkeys(groups, ISSUE_COLOUR)
+    samples = "".join(
+        _reject_group(issue, groups[issue], issues.get(issue), "", colours)
+        for issue, _ in rows
+        if issue in groups
+    )
+    return _section("issues", "Quality issues", lead, chart + samples)
 
 
 def _duplicates_section(clusters: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]) -> str:
@@ -505,6 +518,7 @@ def _cluster(cluster: Mapping[str, Any]) -> str:
         caption = (
             f'<div class="status">{status}</div>'
             f'<div class="msg">distance {_count(member.get("distance", 0))}{size}</div>'
+            f"{_evidence(member.get('evidence'))}"
         )
         figures.append(
             _figure(
@@ -523,6 +537,25 @@ def _cluster(cluster: Mapping[str, Any]) -> str:
         f"<span>{len(members):,} images</span></div>"
         f'<div class="thumbs">{"".join(figures)}</div></div>'
     )
+
+
+def _evidence(evidence: Mapping[str, Any] | None) -> str:
+    """What matched a removed copy to its cluster: the method and its figures."""
+    if not evidence:
+        return ""
+    method = str(evidence.get("method", ""))
+    if method == "orb-ransac":
+        flipped = ", flipped" if evidence.get("flipped") else ""
+        detail = (
+            f"{_count(evidence.get('inliers', 0))} keypoints agree, correlation "
+            f"{float(evidence.get('correlation') or 0):.2f}, rotation "
+            f"{float(evidence.get('rotation') or 0):.1f}&deg;{flipped}"
+        )
+    elif method == "phash":
+        detail = f"hash distance {_count(evidence.get('distance', 0))}"
+    else:
+        detail = _e(method)
+    return f'<div class="msg">{detail}</div>'
 
 
 def _histogram_svg(hist: Mapping[str, Sequence[float]], axis_title: str) -> str:

@@ -154,15 +154,15 @@ def find_clusters(
     """
     n = len(table.image_ids)
     accepted = [
-        (_equal_pairs(table.exact, table.exact != 0), None),
-        (_equal_pairs(table.pixels, table.pixels != 0), None),
+        _with_method(_equal_pairs(table.exact, table.exact != 0), "same file"),
+        _with_method(_equal_pairs(table.pixels, table.pixels != 0), "same pixels"),
     ]
     if config.near:
         accepted.extend(_near_pairs(table, config, verifier))
     pairs = np.concatenate([rows for rows, _ in accepted]) if n else np.empty((0, 2), np.int64)
     evidence: dict[tuple[int, int], dict[str, Any]] = {}
     for rows, records in accepted:
-        for (i, j), record in zip(rows.tolist(), records or (), strict=False):
+        for (i, j), record in zip(rows.tolist(), records, strict=True):
             evidence.setdefault((min(i, j), max(i, j)), record)
     labels = cluster_pairs(n, pairs)
     order = np.argsort(labels, kind="stable")
@@ -192,9 +192,13 @@ def find_clusters(
     return clusters
 
 
+def _with_method(rows: np.ndarray, method: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    return rows, [{"method": method}] * len(rows)
+
+
 def _near_pairs(
     table: HashTable, config: DedupConfig, verifier: Verifier | None
-) -> list[tuple[np.ndarray, list[dict[str, Any]] | None]]:
+) -> list[tuple[np.ndarray, list[dict[str, Any]]]]:
     """Near pairs with their evidence: hash matches within `threshold`, then verified ones."""
     with_hash = np.flatnonzero(table.has_perceptual)
     perceptual = table.perceptual[with_hash]

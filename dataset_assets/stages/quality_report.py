@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from dagster import AssetCheckResult, AssetExecutionContext, MetadataValue, asset
 
-from dataset_assets.imaging.inspect import REJECT_REASONS
+from dataset_assets.imaging.inspect import ISSUE_THRESHOLDS, REJECT_REASONS
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.report.html import render_report_html
@@ -33,6 +33,7 @@ REASONS = {
     "blocked_host": "The URL, or a redirect, points at a loopback, private or link-local address.",
     "download_failed": "The URL could not be fetched (HTTP error or network failure, retried).",
     "transform_error": "An operation failed on this image.",
+    "quality_issue": "Flagged with a quality issue the request drops (validation.drop_issues).",
 }
 DECODED = ("valid", "unique", "duplicate", "processed", "failed")
 """Statuses of images that were decoded, whose sizes and scores the histograms describe."""
@@ -57,7 +58,7 @@ def collect_report(
 
     label_summary = summary("labels")
     metrics = dataset_metrics(store, dataset)
-    figures = _image_figures(store, dataset)
+    figures = _image_figures(store, blobs, dataset, config.max_thumbnails_per_reason)
     transform = summary("processed_images")
     return {
         "dataset": dataset,
@@ -77,6 +78,8 @@ def collect_report(
         "reject_reasons": store.count_by(dataset, "reject_reason"),
         "reason_descriptions": REASONS,
         "quality_issues": figures["issues"],
+        "flagged_images": figures["flagged"],
+        "issue_thresholds": dict(ISSUE_THRESHOLDS),
         "histograms": figures["histograms"],
         "labels": label_summary.get("classes", {}),
         "label_imbalance": label_summary.get("imbalance"),
@@ -113,10 +116,14 @@ def publish_report(
     return report, json_key, html_key
 
 
-def _image_figures(store: MetadataStore, dataset: str) -> dict[str, Any]:
+def _image_figures(
+    store: MetadataStore, blobs: BlobStore, dataset: str, per_issue: int
+) -> dict[str, Any]:
+    """Histograms, issue counts and up to `per_issue` flagged images of each issue, in one pass."""
     columns: dict[str, list[float]] = {"width": [], "height": [], "aspect": [], "brightness": []}
     issues: Counter[str] = Counter()
-    for doc in store.iter_images(dataset, status=DECODED, fields=("validation",)):
+    flagged: list[dict[str, Any]] = []
+    for doc in store.iter_images(dataset, status=DECODED, fields=("source", "validation")):
         found = doc.get("validation") or {}
         width, height = found.get("width"), found.get("height")
         if width and height:
@@ -125,10 +132,23 @@ def _image_figures(store: MetadataStore, dataset: str) -> dict[str, Any]:
             columns["aspect"].append(width / height)
         if found.get("brightness") is not None:
             columns["brightness"].append(found["brightness"])
-        issues.update(found.get("flagged") or [])
+        for issue in found.get("flagged") or []:
+            issues[issue] += 1
+            if issues[issue] <= per_issue:
+                score = (found.get("issues") or {}).get(issue, 0.0)
+                flagged.append(
+                    {
+                        "source": doc["source"],
+                        "issue": issue,
+                        "score": score,
+                        "message": f"{issue} {score:.2f} (threshold {ISSUE_THRESHOLDS[issue]})",
+                        "thumbnail": _thumbnail(blobs, doc),
+                    }
+                )
     ranges = {"brightness": (0.0, 255.0)}
     return {
         "issues": dict(sorted(issues.items())),
+        "flagged": flagged,
         "histograms": {
             name: histogram(np.asarray(values, dtype=np.float32), value_range=ranges.get(name))
             for name, values in columns.items()
@@ -175,7 +195,14 @@ def _clusters(store: MetadataStore, blobs: BlobStore, dataset: str, limit: int) 
         members = list(
             store.iter_images(
                 dataset,
-                fields=("image_id", "source", "validation", "distance", "cluster_kind"),
+                fields=(
+                    "image_id",
+                    "source",
+                    "validation",
+                    "distance",
+                    "cluster_kind",
+                    "evidence",
+                ),
                 extra={"cluster": eq(keeper)},
             )
         )
@@ -190,6 +217,8 @@ def _clusters(store: MetadataStore, blobs: BlobStore, dataset: str, limit: int) 
                         "source": member["source"],
                         "kept": member["image_id"] == keeper,
                         "distance": member.get("distance") or 0,
+                        "kind": member.get("cluster_kind"),
+                        "evidence": member.get("evidence"),
                         "width": (member.get("validation") or {}).get("width"),
                         "height": (member.get("validation") or {}).get("height"),
                         "thumbnail": _thumbnail(blobs, member),

@@ -14,7 +14,12 @@ from dagster import (
 )
 
 from dataset_assets.deployment import COORDINATION_STEP_TAGS, SHARD_STEP_TAGS
-from dataset_assets.imaging.inspect import Inspection, ValidationRules, inspect_image
+from dataset_assets.imaging.inspect import (
+    ISSUE_THRESHOLDS,
+    Inspection,
+    ValidationRules,
+    inspect_image,
+)
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import ValidationConfig
@@ -45,6 +50,7 @@ def rules_from_config(config: ValidationConfig) -> ValidationRules:
         multi_frame=config.multi_frame,
         target_mode=config.target_mode,
         hash_kind=config.hash_kind,
+        drop_issues=frozenset(config.drop_issues),
     )
 
 
@@ -90,8 +96,20 @@ def validate_image(
         fields.update(
             reject_reason=found.reason, reject_message=found.message, reject_stage="validation"
         )
-        if mode != "report-only" or found.reason in UNDECODABLE:
-            fields["status"] = "rejected"
+    elif dropped := [issue for issue in found.flagged if issue in rules.drop_issues]:
+        fields.update(
+            reject_reason="quality_issue",
+            reject_message=f"{doc['source']}: "
+            + ", ".join(
+                f"{issue} {found.issues[issue]:.2f} >= {ISSUE_THRESHOLDS[issue]}"
+                for issue in dropped
+            )
+            + " (validation.drop_issues)",
+            reject_stage="validation",
+        )
+    reason = fields.get("reject_reason")
+    if reason and (mode != "report-only" or reason in UNDECODABLE):
+        fields["status"] = "rejected"
     return fields
 
 
