@@ -67,7 +67,10 @@ def test_seed_request_runs_on_mongodb_and_s3_and_a_rerun_duplicates_nothing(remo
     )
     assert head["StorageClass"] == "STANDARD_IA"
     originals = sorted(blobs.list("originals/"))
-    assert len(originals) == SAMPLE_EXPECTATIONS["files"] - SAMPLE_EXPECTATIONS["exact_duplicates"]
+    rejected = {doc["blob_key"] for doc in store.iter_images("kanagawa", status="rejected")}
+    assert len(rejected) == 3 and not rejected & set(originals), "rejected files are not kept"
+    kept = SAMPLE_EXPECTATIONS["files"] - SAMPLE_EXPECTATIONS["exact_duplicates"] - len(rejected)
+    assert len(originals) == kept
 
     assert remote_pipeline.run(SEED).success
     assert remote_pipeline.outputs("kanagawa") == outputs

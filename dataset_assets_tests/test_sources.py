@@ -171,3 +171,36 @@ def test_a_truncated_tar_gz_fails_naming_the_archive(pipeline: Pipeline, tmp_pat
     stage, cause = failure_cause(result.all_events)
     assert stage == "raw_images"
     assert str(archive) in cause and "cannot be read after" in cause
+
+
+def test_rejected_files_leave_no_original_unless_a_kept_image_shares_it(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    shared = _png(8)
+    first = tmp_path / "first" / "c"
+    first.mkdir(parents=True)
+    (first / "photo.png").write_bytes(shared)
+    second = tmp_path / "second" / "c"
+    second.mkdir(parents=True)
+    (second / "same_photo.png").write_bytes(shared)
+    (second / "secret.jpg").write_text("root:x:0:0:not an image\n")
+    photo(200, 150, 9).save(second / "large.png")
+    assert pipeline.run({"request_id": "keeps", "dataset_key": str(first.parent)}).success
+
+    # The second request keeps the large photo and rejects the others: the small photo as too
+    # small, the text as no image.
+    strict_sizes = {"validation": {"max_invalid_ratio": 1, "min_width": 100}}
+    result = pipeline.run(
+        {"request_id": "rejects", "dataset_key": str(second.parent), **strict_sizes}
+    )
+
+    assert result.success
+    store, blobs = pipeline.metadata, pipeline.blobs
+    reasons = {d["source"]: d for d in store.iter_images("rejects", status="rejected")}
+    assert reasons["c/secret.jpg"]["reject_reason"] == "not_an_image"
+    assert reasons["c/same_photo.png"]["reject_reason"] == "too_small"
+    assert not blobs.exists(reasons["c/secret.jpg"]["blob_key"])
+    assert blobs.exists(reasons["c/same_photo.png"]["blob_key"]), "the first dataset keeps it"
+    large = next(store.iter_images("rejects", status="processed"))["blob_key"]
+    kept = {reasons["c/same_photo.png"]["blob_key"], large}
+    assert set(blobs.list("originals/")) == kept

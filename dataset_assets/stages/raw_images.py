@@ -21,6 +21,7 @@ from dataset_assets.stages.policies import IO_RETRY
 from dataset_assets.stages.sharding import bucket_of
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
+from dataset_assets.storage.metadata import MetadataStore
 from dataset_assets.storage.resources import (
     BlobStoreResource,
     MetadataStoreResource,
@@ -176,6 +177,20 @@ def raw_images(
         started=started,
         status=("ingested", "rejected"),
     )
+
+
+def purge_rejected_originals(store: MetadataStore, blobs: BlobStore, dataset: str) -> int:
+    """Delete the stored originals of the dataset's rejected files that no image kept anywhere
+    still uses, so a file that is not a usable image (text, a secret, a bomb) does not stay in
+    the blob store. Originals are shared by content: a blob another record still names is kept.
+    The records keep their key, reason and message. Returns how many blobs were deleted."""
+    removed = 0
+    rejected = store.iter_images(dataset, status="rejected", fields=("blob_key",))
+    for key in {doc["blob_key"] for doc in rejected if doc.get("blob_key")}:
+        if not store.blob_in_use(key):
+            blobs.delete(key)
+            removed += 1
+    return removed
 
 
 def _limited(entries: Iterator[Entry], dataset_key: str, max_files: int) -> Iterator[Entry]:

@@ -26,6 +26,7 @@ from dataset_assets.request import ValidationConfig
 from dataset_assets.stages.gates import gate, gate_result
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
 from dataset_assets.stages.quality_report import stop_with_report
+from dataset_assets.stages.raw_images import purge_rejected_originals
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
 from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -170,13 +171,15 @@ def merge_validation(
     blobs: BlobStoreResource,
     shard_counts: list[dict[str, int]],
 ) -> Manifest:
-    """Count what validation decided; in strict mode any reject fails the run, naming the files."""
+    """Count what validation decided and delete the originals of rejected files no image uses;
+    in strict mode any reject fails the run, naming the files."""
     dataset = context.partition_key
     store = metadata.store
     stage = store.load_stage(dataset, "validated_images") or {}
     config = ValidationConfig(**stage.get("settings", {}))
     rejected = store.count_images(dataset, status="rejected")
     valid = store.count_images(dataset, status="valid")
+    purged = purge_rejected_originals(store, blobs.store, dataset)
     if config.mode == "strict" and rejected:
         examples = [
             doc.get("reject_message") or doc["source"]
@@ -198,6 +201,7 @@ def merge_validation(
     summary = {
         "valid": valid,
         "invalid": rejected,
+        "originals_purged": purged,
         "reported_only": store.count_images(
             dataset, status="valid", extra={"reject_reason": {"$ne": None}}
         )

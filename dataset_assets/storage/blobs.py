@@ -62,6 +62,10 @@ class BlobStore(ABC):
         """Copy within the store; `tier="cold"` puts the copy in the cheaper storage class."""
 
     @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one blob; a missing one is not an error (retries delete twice)."""
+
+    @abstractmethod
     def delete_prefix(self, prefix: str) -> int: ...
 
     @abstractmethod
@@ -136,6 +140,9 @@ class LocalBlobStore(BlobStore):
             shutil.copyfile(self.path(source), temp)
         os.replace(temp, target)
         return destination
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> int:
         keys = list(self.list(prefix))

@@ -70,6 +70,7 @@ class MetadataStore:
         self.images.create_index([("dataset", 1), ("image_id", 1)], unique=True)
         self.images.create_index([("dataset", 1), ("status", 1), ("bucket", 1)])
         self.images.create_index([("dataset", 1), ("source", 1)])
+        self.images.create_index([("blob_key", 1)])
         self.stages.create_index([("dataset", 1), ("stage", 1)], unique=True)
         self.requests.create_index([("request_id", 1)], unique=True)
 
@@ -155,6 +156,12 @@ class MetadataStore:
             if len(page) < page_size:
                 return
             last = page[-1][sort]
+
+    def blob_in_use(self, blob_key: str) -> bool:
+        """Whether any dataset's image that was not rejected names `blob_key` (originals are
+        stored once by content and shared)."""
+        query = {"blob_key": eq(blob_key), "status": {"$ne": "rejected"}}
+        return self.images.find_one(query, {"_id": 1}) is not None
 
     def count_images(
         self,

@@ -244,6 +244,10 @@ class S3BlobStore(BlobStore):
             raise
         return destination
 
+    def delete(self, key: str) -> None:
+        with self._errors():
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
     def delete_prefix(self, prefix: str) -> int:
         keys = [self.object_key(key) for key in self.list(prefix)]
         for start in range(0, len(keys), DELETE_BATCH):
