@@ -128,7 +128,36 @@ def _folder_entries(root: Path) -> Iterator[Entry]:
         subdirs[:] = [d for d in subdirs if not (base / d).is_symlink()]
 
 
+def first_of_each_name(entries: Iterator[Entry]) -> Iterator[Entry]:
+    """Archive entries with a name seen before become their own rejected entry.
+
+    Tar and zip both allow two members with one name; each must stay a record of its own rather
+    than overwrite the first one's. The repeat gets the path `name#k` (the k-th member of that
+    name) and the reason `duplicate_name`. The names held are no more than the archive readers
+    already hold for their member lists.
+    """
+    seen: dict[str, int] = {}
+    for entry in entries:
+        count = seen.get(entry.path, 0) + 1
+        seen[entry.path] = count
+        if count == 1:
+            yield entry
+        else:
+            yield Entry(
+                f"{entry.path}#{count}",
+                entry.size,
+                reason="duplicate_name",
+                message=f"{entry.path}: member {count} of the archive with this name; "
+                "the first one is kept",
+            )
+
+
 def zip_entries(path: Path) -> Iterator[Entry]:
+    """Entries of a zip archive in name order, links and escapes reported, names made unique."""
+    yield from first_of_each_name(_zip_members(path))
+
+
+def _zip_members(path: Path) -> Iterator[Entry]:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as error:
@@ -159,7 +188,12 @@ def _tar_entries(path: Path) -> Iterator[Entry]:
 
 
 def tar_members(archive: tarfile.TarFile) -> Iterator[Entry]:
-    """Entries of an open tar stream, local or downloading, with links and escapes reported."""
+    """Entries of an open tar stream, local or downloading, with links and escapes reported and
+    names made unique."""
+    yield from first_of_each_name(_tar_stream(archive))
+
+
+def _tar_stream(archive: tarfile.TarFile) -> Iterator[Entry]:
     for member in archive:
         name = member.name
         if member.isdir() or is_hidden(name):

@@ -29,6 +29,7 @@ REASONS = {
     "unreadable": "The file could not be read from its source (bad CRC, lying size, I/O error).",
     "symlink": "A symbolic or hard link; links are never followed.",
     "not_a_file": "A device, fifo or other special file.",
+    "duplicate_name": "Another archive member has the same name; the first one is kept.",
     "bad_url": "A line of the URL list that is not an http(s) URL.",
     "blocked_host": "The URL, or a redirect, points at a loopback, private or link-local address.",
     "download_failed": "The URL could not be fetched (HTTP error or network failure, retried).",
