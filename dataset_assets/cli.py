@@ -182,18 +182,16 @@ def _instance():
 
 
 def register(request: DatasetRequest):
-    """Check the source exists and add the request's partition; returns the instance."""
-    from dataset_assets.ingest.locate import SourceError, check_source
-    from dataset_assets.partitions import datasets_partitions
+    """Check the source, store the request and add its partition; returns the instance."""
+    from dataset_assets.registration import register_request
     from dataset_assets.storage.environment import resources_from_env
 
-    try:
-        check_source(request.dataset_key, resources_from_env()["blobs"].s3_client)
-    except (SourceError, ConnectionError) as error:
-        raise CommandError(str(error)) from None
+    resources = resources_from_env()
     instance = _instance()
-    if not instance.has_dynamic_partition(datasets_partitions.name, request.id):
-        instance.add_dynamic_partitions(datasets_partitions.name, [request.id])
+    try:
+        register_request(instance, resources["blobs"], resources["metadata"], request)
+    except (ValueError, ConnectionError) as error:
+        raise CommandError(str(error)) from None
     return instance
 
 
@@ -207,8 +205,7 @@ def _run(args: argparse.Namespace) -> int:
     resources = resources_from_env(operator=True)
     store = resources["metadata"].store
     job = build_definitions(resources).resolve_job_def("process_dataset")
-    run_config = request.to_run_config().to_config_dict()
-    run_config["loggers"] = {"console": {"config": {"log_level": "ERROR"}}}
+    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     print(f"request {request.id}: {request.dataset_key}")
     done = threading.Event()
     watcher = threading.Thread(target=_show_progress, args=(request.id, done), daemon=True)

@@ -5,7 +5,8 @@ from typing import Any
 
 from dagster import Definitions
 
-from dataset_assets.jobs import process_dataset
+from dataset_assets.deployment import deployment_executor
+from dataset_assets.jobs import add_dataset, process_dataset
 from dataset_assets.sensors import SENSORS
 from dataset_assets.stages.deduplicated_images import deduplicated_images, duplicate_ratio
 from dataset_assets.stages.labels import labels
@@ -33,9 +34,10 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
     return Definitions(
         assets=STAGE_ASSETS,
         asset_checks=QUALITY_CHECKS,
-        jobs=[process_dataset],
+        jobs=[process_dataset, add_dataset],
         sensors=SENSORS,
         resources=dict(resources),
+        executor=deployment_executor(),
     )
 
 

@@ -66,8 +66,10 @@ class IngestConfig(Config):
     """Where the images come from and which files count as candidates."""
 
     dataset_key: str = pydantic.Field(
+        default="",
         description="Local folder, .zip, .tar or .tar.gz of images (class folders give labels), "
-        "an S3 prefix or archive, or a list of image URLs (.txt, .csv, .tsv, .jsonl)."
+        "an S3 prefix or archive, or a list of image URLs (.txt, .csv, .tsv, .jsonl). "
+        "Leave unset to use the request stored with the partition.",
     )
     max_file_bytes: int = pydantic.Field(
         default=100 * 1024 * 1024, gt=0, description="Larger files are rejected as file_too_large."
@@ -416,19 +418,27 @@ def parse_request(payload: str | bytes | dict[str, Any]) -> DatasetRequest:
     return request
 
 
+def run_config_section(run_config: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The config fields a run's config gives one stage (sharded stages: their planning op)."""
+    entry = run_config.get("ops", {}).get(stage, {})
+    if stage in SHARDED_STAGES:
+        entry = entry.get("ops", {}).get(SHARDED_STAGES[stage], {})
+    return dict(entry.get("config") or {})
+
+
 def request_from_run_config(run_config: dict[str, Any], request_id: str) -> DatasetRequest:
     """Rebuild the request from a run's config, so runs started from YAML are checked up front."""
-    ops = run_config.get("ops", {})
+    return request_from_sections(
+        {stage: run_config_section(run_config, stage) for stage in run_config.get("ops", {})},
+        request_id,
+    )
 
-    def section(stage: str) -> dict[str, Any]:
-        entry = ops.get(stage, {})
-        if stage in SHARDED_STAGES:
-            entry = entry.get("ops", {}).get(SHARDED_STAGES[stage], {})
-        return dict(entry.get("config", {}))
 
-    ingest = section("raw_images")
-    validation = section("validated_images")
-    transform = section("processed_images")
+def request_from_sections(sections: dict[str, dict[str, Any]], request_id: str) -> DatasetRequest:
+    """The request whose `stage_configs()` are `sections` (stage -> config fields)."""
+    ingest = dict(sections.get("raw_images", {}))
+    validation = dict(sections.get("validated_images", {}))
+    transform = dict(sections.get("processed_images", {}))
     if "dataset_key" not in ingest:
         raise RequestError("run config ops.raw_images.config.dataset_key is missing")
     return parse_request(
@@ -443,10 +453,10 @@ def request_from_run_config(run_config: dict[str, Any], request_id: str) -> Data
             "transform": transform,
             "validation_mode": validation.pop("mode", "lenient"),
             "validation": validation,
-            "dedup": section("deduplicated_images"),
-            "labels": section("labels"),
-            "tiering": section("tiered_storage"),
-            "report": section("quality_report"),
+            "dedup": sections.get("deduplicated_images", {}),
+            "labels": sections.get("labels", {}),
+            "tiering": sections.get("tiered_storage", {}),
+            "report": sections.get("quality_report", {}),
         }
     )
 

@@ -24,6 +24,7 @@ from dataset_assets.request import DedupConfig
 from dataset_assets.stages.gates import gate, gate_result
 from dataset_assets.stages.policies import METADATA_RETRY
 from dataset_assets.stages.quality_report import stop_with_report
+from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.metadata import MetadataStore
@@ -332,6 +333,7 @@ def deduplicated_images(
     """
     dataset = context.partition_key
     store = metadata.store
+    config = stage_config(context, "deduplicated_images", config, store)
     started = start_stage(store, dataset, "deduplicated_images", context.run.run_id)
     fields = ("image_id", "sha256", "size_bytes", "validation")
     rows = chain(

@@ -26,6 +26,7 @@ from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import TransformConfig
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
 from dataset_assets.stages.quality_report import stop_with_report
+from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
 from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -116,9 +117,11 @@ def plan_transform_shards(
     deduplicated_images: Manifest,
 ):
     """Split the kept images into shards of about `images_per_shard`."""
+    store = metadata.store
+    config = stage_config(context, "processed_images", config, store)
     yield from start_sharded_stage(
         context,
-        metadata.store,
+        store,
         "processed_images",
         config.model_dump(),
         deduplicated_images.count,

@@ -18,6 +18,7 @@ from dataset_assets.report.metrics import dataset_metrics
 from dataset_assets.report.score import QUALITY_SCORE_FORMULA, histogram
 from dataset_assets.request import ReportConfig
 from dataset_assets.stages.policies import METADATA_RETRY
+from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.tracking import STAGES, finish_stage, start_stage, summary_table
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.metadata import MetadataStore, eq
@@ -273,6 +274,7 @@ def quality_report(
     """
     dataset = context.partition_key
     store, blob_store = metadata.store, blobs.store
+    config = stage_config(context, "quality_report", config, store)
     started = start_stage(store, dataset, "quality_report", context.run.run_id)
     report, json_key, html_key = publish_report(store, blob_store, dataset, config)
     location = blob_store.location(html_key)

@@ -16,8 +16,9 @@ from dataset_assets.ingest.sources import Entry, SourceError
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.policy import DeploymentPolicy
-from dataset_assets.request import IngestConfig, RequestError, request_from_run_config
+from dataset_assets.request import IngestConfig
 from dataset_assets.stages.policies import IO_RETRY
+from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.sharding import bucket_of
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -107,6 +108,7 @@ def raw_images(
 ) -> Manifest:
     """Every file of the request's source, stored once by content, one record per file.
 
+    The settings come from the request stored with the partition unless run config gives them.
     The whole request is checked here first, against the deployment policy too, so a bad
     operation, setting or source fails the run before anything is written. Hidden files are
     skipped; label manifests and other text files are kept as sidecars for the labels stage;
@@ -114,15 +116,15 @@ def raw_images(
     as rejected, one by one.
     """
     dataset = context.partition_key
+    store = metadata.store
+    config = stage_config(context, "raw_images", config, store, policy)
     try:
-        request = policy.apply(request_from_run_config(context.run.run_config, dataset))
         source = check_source(config.dataset_key, blobs.s3_client)
-    except (RequestError, SourceError) as error:
+    except SourceError as error:
         raise Failure(
             description=f"request {dataset!r} cannot run: {error}", allow_retries=False
         ) from None
-    store = metadata.store
-    store.track_request(dataset, request=request.model_dump(mode="json"), error=None)
+    store.track_request(dataset, error=None)
     started = start_stage(store, dataset, "raw_images", context.run.run_id)
     blob_store = blobs.store
     counts = {"ingested": 0, "rejected": 0, "sidecars": 0, "bytes": 0}

@@ -15,6 +15,7 @@ from dataset_assets.partitions import datasets_partitions
 from dataset_assets.report.metrics import dataset_metrics
 from dataset_assets.request import TieringConfig
 from dataset_assets.stages.policies import IO_RETRY
+from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.resources import (
@@ -87,6 +88,7 @@ def tiered_storage(
     """
     dataset = context.partition_key
     store, blob_store = metadata.store, blobs.store
+    config = stage_config(context, "tiered_storage", config, store)
     started = start_stage(store, dataset, "tiered_storage", context.run.run_id)
     prefix = f"datasets/{dataset}"
     blob_store.delete_prefix(f"{prefix}/")

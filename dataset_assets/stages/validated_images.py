@@ -27,6 +27,7 @@ from dataset_assets.stages.gates import gate, gate_result
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
 from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.raw_images import purge_rejected_originals
+from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
 from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -122,9 +123,11 @@ def plan_validation_shards(
     raw_images: Manifest,
 ):
     """Split the ingested images into shards of about `images_per_shard`."""
+    store = metadata.store
+    config = stage_config(context, "validated_images", config, store)
     yield from start_sharded_stage(
         context,
-        metadata.store,
+        store,
         "validated_images",
         config.model_dump(),
         raw_images.count,
