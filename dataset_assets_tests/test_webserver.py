@@ -1,18 +1,10 @@
 """`dagster dev` on this project: the asset graph, the partitions and each stage's metadata."""
 
-import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from dataset_assets.cli import main
 from dataset_assets.stages.tracking import STAGES
-from dataset_assets_tests.servers import free_port, stop
+from dataset_assets_tests.servers import graphql, start_dagster_dev
 
 ASSET_QUERY = """{
   assetNodes { assetKey { path } partitionKeys dependencyKeys { path } }
@@ -22,56 +14,19 @@ ASSET_QUERY = """{
 }"""
 
 
-def _graphql(port: int, query: str) -> dict:
-    body = json.dumps({"query": query}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["data"]
-
-
 @pytest.fixture
 def dagster_dev(tmp_path, monkeypatch, sample_dir):
-    """A run through the CLI, then `dagster dev` on the same DAGSTER_HOME, stopped by SIGTERM."""
+    """A run through the CLI, then `dagster dev` on the same DAGSTER_HOME."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     monkeypatch.setenv("DATASET_ASSETS_HOME", str(tmp_path / "home"))
     assert main(["run", str(sample_dir), "--request-id", "ui-demo"]) == 0
-    port = free_port()
-    dagster = Path(sys.executable).with_name("dagster")
-    process = subprocess.Popen(
-        [
-            str(dagster),
-            "dev",
-            "-m",
-            "dataset_assets.definitions",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("dagster dev did not answer on /server_info") from None
-                time.sleep(0.5)
+    with start_dagster_dev({}) as port:
         yield port
-    finally:
-        stop(process, timeout=30)
 
 
 def test_dagster_dev_shows_the_stages_the_partition_and_the_report_metadata(dagster_dev):
-    data = _graphql(dagster_dev, ASSET_QUERY)
+    data = graphql(dagster_dev, ASSET_QUERY)
     nodes = {"/".join(node["assetKey"]["path"]): node for node in data["assetNodes"]}
     assert set(nodes) == set(STAGES)
     assert all(node["partitionKeys"] == ["ui-demo"] for node in nodes.values())
