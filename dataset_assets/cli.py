@@ -471,7 +471,10 @@ def _dead_run(tracked: dict[str, Any]) -> str | None:
 def _sample(args: argparse.Namespace) -> int:
     from dataset_assets.sample_data import write_sample_dataset
 
-    print(write_sample_dataset(Path(args.dest)))
+    try:
+        print(write_sample_dataset(Path(args.dest)))
+    except FileExistsError as error:
+        raise CommandError(str(error)) from None
     return 0
 
 

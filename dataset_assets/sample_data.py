@@ -261,12 +261,32 @@ def _render(painter: _Painter, seed: int, key: str, size: tuple[int, int]) -> Im
 def write_sample_dataset(dest: Path, *, seed: int = 7) -> Path:
     """Write the sample collection described above into `dest` (created if missing) and return it.
 
-    The same seed always gives the same bytes. `dest` must be empty or absent, so the sample never
-    mixes with, or overwrites, a user's own images.
+    The same seed always gives the same bytes, so a folder that already holds the sample is left
+    as it is. Any other non-empty `dest` is refused: the sample never mixes with, or overwrites, a
+    user's own images.
     """
     dest = Path(dest)
+    files = _sample_files(seed)
     if dest.exists() and any(dest.iterdir()):
-        raise FileExistsError(f"{dest} is not empty; the sample dataset needs an empty folder")
+        present = {
+            path.relative_to(dest).as_posix(): path for path in dest.rglob("*") if path.is_file()
+        }
+        same = present.keys() == files.keys() and all(
+            present[name].read_bytes() == data for name, data in files.items()
+        )
+        if not same:
+            raise FileExistsError(
+                f"{dest} is not empty and is not the sample dataset: pick an empty folder"
+            )
+        return dest
+    for relative, data in files.items():
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return dest
+
+
+def _sample_files(seed: int) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for photo in _photos():
         picture = _render(photo.painter, seed, photo.path, photo.size)
@@ -283,9 +303,4 @@ def write_sample_dataset(dest: Path, *, seed: int = 7) -> Path:
     files["mountains/tiny.png"] = _encode(
         _render(_paint_forest, seed, "mountains/tiny.png", (16, 16)), "PNG"
     )
-
-    for relative, data in files.items():
-        target = dest / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    return dest
+    return files

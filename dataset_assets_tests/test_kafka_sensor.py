@@ -166,8 +166,8 @@ def test_a_burst_becomes_one_run_per_valid_request_and_one_error_per_malformed_o
     positions = send(topics, messages)
     topic = topics.requests_topic
     expected_ids = {
-        f"burst-{index}" if index % 2 == 0 else f"{topic}-{part}-{offset}"
-        for index, (part, offset) in enumerate(positions)
+        parse_request(value).id
+        for index, (_part, value) in enumerate(messages)
         if index not in expected_kind
     }
     assert len(expected_ids) == 950
@@ -229,7 +229,9 @@ def test_a_replayed_or_resent_request_keeps_its_run_key_and_adds_no_partition(
     send(topics, [(0, request("again")), (1, request("again", seed=3)), (2, request())])
     instance = DagsterInstance.ephemeral()
     first = tick(topics, metadata, instance, None)
-    keys = {"again", f"{topic}-2-0"}
+    content_id = parse_request(request()).id
+    assert content_id.startswith("a-")
+    keys = {"again", content_id}
     assert sorted(run.run_key for run in first.run_requests) == sorted(keys)
     (added,) = first.dynamic_partitions_requests
     assert set(added.partition_keys) == keys
@@ -245,11 +247,12 @@ def test_a_replayed_or_resent_request_keeps_its_run_key_and_adds_no_partition(
         "accepted",
     ]
 
-    send(topics, [(1, request("again", seed=4))])
+    # The same id, or the same content without an id, at new offsets: the same run keys.
+    send(topics, [(1, request("again", seed=4)), (0, request())])
     resent = tick(topics, metadata, instance, first.cursor)
-    assert [run.run_key for run in resent.run_requests] == ["again"]
+    assert sorted(run.run_key for run in resent.run_requests) == sorted(keys)
     assert resent.dynamic_partitions_requests == []
-    assert json.loads(resent.cursor)[topic] == {"0": 1, "1": 2, "2": 1}
+    assert json.loads(resent.cursor)[topic] == {"0": 2, "1": 2, "2": 1}
 
 
 def test_a_tick_that_fails_half_way_keeps_its_cursor_and_the_next_tick_repeats_it(

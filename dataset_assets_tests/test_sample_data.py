@@ -202,3 +202,22 @@ def test_refuses_a_folder_that_already_holds_files(tmp_path: Path) -> None:
 
     assert [p.name for p in precious.parent.iterdir()] == ["holiday.jpg"]
     assert precious.read_bytes() == b"not ours to overwrite"
+
+
+def test_writing_the_sample_again_leaves_it_as_it_is_and_the_cli_says_why_it_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dataset_assets.cli import main
+
+    dest = tmp_path / "sample_images"
+    assert main(["sample", str(dest)]) == 0
+    written = {path: path.stat().st_mtime_ns for path in dest.rglob("*") if path.is_file()}
+    assert main(["sample", str(dest)]) == 0
+    assert {path: path.stat().st_mtime_ns for path in dest.rglob("*") if path.is_file()} == written
+
+    (dest / "forest" / "extra.jpg").write_bytes(b"a user's own file")
+    assert main(["sample", str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: {dest} is not empty and is not the sample dataset: pick an empty folder\n"
+    )

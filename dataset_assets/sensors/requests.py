@@ -10,7 +10,8 @@ Delivery is at least once and runs are exactly once: the run key is the request 
 read again (a replayed cursor, a tick that failed half way) or sent again under the same
 `request_id` never starts a second run; Dagster skips run keys this sensor has already launched.
 To rebuild a dataset, send the request under a new `request_id`. A request without `request_id`
-gets `<topic>-<partition>-<offset>`, which is stable for that message. Only a request whose
+gets the id the CLI gives it too, derived from its source and content, so an identical request
+sent again is the same dataset and starts no second run. Only a request whose
 partition is new is tracked as "accepted" (in the metadata store and on the status topic), so a
 repeat never resets the status of a request already running or done.
 
@@ -50,7 +51,7 @@ from dagster import (
 
 from dataset_assets.jobs import process_dataset
 from dataset_assets.messaging.kafka import PROBE_TIMEOUT_S, KafkaResource, status_event
-from dataset_assets.partitions import check_request_id, datasets_partitions
+from dataset_assets.partitions import datasets_partitions
 from dataset_assets.policy import DeploymentPolicy
 from dataset_assets.request import DatasetRequest, RequestError, parse_request
 from dataset_assets.sensors.switch import default_status
@@ -227,7 +228,7 @@ def _take(
     source = Source(message.topic(), message.partition(), message.offset())
     value = message.value()
     try:
-        request = _parse(kafka, policy, source, value)
+        request = _parse(kafka, policy, value)
         run_config = request.to_run_config()
     except Exception as error:  # whatever a message makes fail rejects that message only
         reason = str(error) if isinstance(error, ValueError) else repr(error)
@@ -242,9 +243,7 @@ def _take(
     batch.accepted[request.id] = Accepted(request, run_config, source)
 
 
-def _parse(
-    kafka: KafkaResource, policy: DeploymentPolicy, source: Source, value: bytes | None
-) -> DatasetRequest:
+def _parse(kafka: KafkaResource, policy: DeploymentPolicy, value: bytes | None) -> DatasetRequest:
     if not value:
         raise RequestError("message has no value: send the request as a JSON object")
     if len(value) > kafka.max_message_bytes:
@@ -253,10 +252,8 @@ def _parse(
             "(max_message_bytes)"
         )
     request = parse_request(value)
-    if request.request_id is None:
-        default_id = check_request_id(f"{source.topic}-{source.partition}-{source.offset}")
-        request = request.model_copy(update={"request_id": default_id})
-    return policy.apply(request)
+    # The id comes from the request as sent, as on the CLI, before the policy tightens limits.
+    return policy.apply(request.model_copy(update={"request_id": request.id}))
 
 
 @sensor(
