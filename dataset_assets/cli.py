@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -117,13 +118,28 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show a request's stage, progress and counts")
     status.add_argument("request_id")
     status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "--watch", action="store_true", help="follow the request until its run succeeds or fails"
+    )
     status.set_defaults(handler=_status)
+
+    report = commands.add_parser(
+        "report", help="fetch a request's quality report (HTML and JSON) from the blob store"
+    )
+    report.add_argument("request_id")
+    report.add_argument(
+        "-o", "--output", help="HTML file to write (default: REQUEST_ID-report.html)"
+    )
+    report.add_argument("--open", action="store_true", help="open it in the web browser")
+    report.set_defaults(handler=_report)
 
     sample = commands.add_parser("sample", help="write the sample dataset to a folder")
     sample.add_argument("dest", nargs="?", default="sample_images")
     sample.set_defaults(handler=_sample)
 
-    operations = commands.add_parser("operations", help="list the operations a request can use")
+    operations = commands.add_parser(
+        "operations", help="list the operations a request can use, with their parameters"
+    )
     operations.set_defaults(handler=_operations)
     return parser
 
@@ -144,6 +160,9 @@ def load_request(target: str, ops: Sequence[str], request_id: str | None, mode: 
         payload["request_id"] = request_id
     if mode:
         payload["validation_mode"] = mode
+    key = payload.get("dataset_key")
+    if isinstance(key, str) and not key.startswith("s3://") and Path(key).expanduser().exists():
+        payload["dataset_key"] = str(Path(key).expanduser().resolve())
     return policy_from_env(operator=True).apply(parse_request(payload))
 
 
@@ -170,14 +189,20 @@ def _operation(text: str) -> Any:
 
 
 def _instance():
-    """The Dagster instance in `DAGSTER_HOME`, by default a project-local directory."""
+    """The Dagster instance in `DAGSTER_HOME`, by default a project-local directory.
+
+    An instance this command creates has Dagster's telemetry off, so its output is the command's
+    own, not a telemetry notice; an existing `dagster.yaml` is used as it is.
+    """
     from dagster import DagsterInstance
 
     from dataset_assets.storage.environment import home
 
     dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home() / "dagster")))
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()
+    settings = dagster_home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text("telemetry:\n  enabled: false\n")
     return DagsterInstance.get()
 
 
@@ -255,14 +280,18 @@ def _show_progress(request_id: str, done: threading.Event) -> None:
     shown: set[str] = set()
     while True:
         finished = done.wait(0.5)
-        stages = (store.get_request(request_id) or {}).get("stages") or {}
-        for stage, figures in stages.items():
-            if stage not in shown and "count" in figures:
-                shown.add(stage)
-                count, seconds = figures["count"], figures["duration_s"]
-                print(f"  {stage:<20} {count:>6} images  {seconds:>7.2f} s")
+        _print_finished_stages(store.get_request(request_id) or {}, shown)
         if finished:
             return
+
+
+def _print_finished_stages(tracked: dict[str, Any], shown: set[str]) -> None:
+    """One line for each stage that finished since the last call."""
+    for stage, figures in (tracked.get("stages") or {}).items():
+        if stage not in shown and "count" in figures:
+            shown.add(stage)
+            count, seconds = figures["count"], figures["duration_s"]
+            print(f"  {stage:<20} {count:>6} images  {seconds:>7.2f} s", flush=True)
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -276,11 +305,12 @@ def _submit(args: argparse.Namespace) -> int:
     payload["request_id"] = request.id
     blobs = resources["blobs"].store
     local = Path(request.dataset_key).expanduser()
-    if not is_s3_url(request.dataset_key) and local.exists():
-        if blobs.location("incoming").startswith("s3://"):
-            payload["dataset_key"] = _upload(blobs, local, f"incoming/{request.id}")
-        else:
-            payload["dataset_key"] = str(local.resolve())
+    if (
+        not is_s3_url(request.dataset_key)
+        and local.exists()
+        and blobs.location("incoming").startswith("s3://")
+    ):
+        payload["dataset_key"] = _upload(blobs, local, f"incoming/{request.id}")
     kafka = resources["kafka"]
     try:
         kafka.publish(kafka.requests_topic, request.id, payload)
@@ -408,13 +438,19 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from dataset_assets.stages.tracking import WAITING_STATUS
     from dataset_assets.storage.environment import resources_from_env
 
-    store = resources_from_env()["metadata"].store
+    resources = resources_from_env()
+    store = resources["metadata"].store
+    if args.watch:
+        return _watch(store, resources["kafka"], args.request_id)
     tracked = store.get_request(args.request_id)
     if tracked is None:
-        raise CommandError(f"no request {args.request_id!r} in the metadata store")
+        rejected = _rejection(resources["kafka"], args.request_id)
+        if rejected is None:
+            raise CommandError(f"no request {args.request_id!r} in the metadata store")
+        print(f"request {args.request_id}: {rejected}")
+        return 1
     reason = _dead_run(tracked)
     if reason:
         store.track_request(args.request_id, status="failed", error=reason)
@@ -422,11 +458,18 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tracked, default=str))
         return 0
-    print(f"request {args.request_id}: {tracked.get('status')} ({tracked.get('progress', 0)}%)")
+    _print_status(store, args.request_id, tracked)
+    return 0
+
+
+def _print_status(store, request_id: str, tracked: dict[str, Any]) -> None:
+    from dataset_assets.stages.tracking import WAITING_STATUS
+
+    print(f"request {request_id}: {tracked.get('status')} ({tracked.get('progress', 0)}%)")
     stage = tracked.get("current_stage")
     left = ""
     if tracked.get("status") == "running" and stage in WAITING_STATUS:
-        count = store.count_images(args.request_id, status=WAITING_STATUS[stage])
+        count = store.count_images(request_id, status=WAITING_STATUS[stage])
         left = f" ({count:,} images left)"
     print(f"  current stage: {stage}{left}")
     for stage, figures in (tracked.get("stages") or {}).items():
@@ -434,7 +477,96 @@ def _status(args: argparse.Namespace) -> int:
     if tracked.get("error"):
         print(f"  error: {tracked['error']}")
     if tracked.get("report"):
-        print(f"  report: {tracked['report']}")
+        print(f"  report: {tracked['report']}  (dataset-assets report {request_id} --open)")
+
+
+def _rejection(kafka, request_id: str) -> str | None:
+    """Why the Kafka sensor rejected the request, from the errors topic; None when it did not
+    (or when no Kafka is configured: `DATASET_ASSETS_KAFKA_BOOTSTRAP` unset)."""
+    if not os.environ.get("DATASET_ASSETS_KAFKA_BOOTSTRAP"):
+        return None
+    try:
+        for key, value in kafka.read_all(kafka.errors_topic):
+            if key == request_id or _payload_id(value.get("request")) == request_id:
+                where = f"{value.get('topic')}/{value.get('partition')}/{value.get('offset')}"
+                return f"rejected: {value.get('error')} (message {where})"
+    except ConnectionError as error:
+        raise CommandError(str(error)) from None
+    return None
+
+
+def _payload_id(text: Any) -> str | None:
+    with suppress(ValueError, TypeError, AttributeError):
+        return json.loads(text).get("request_id")
+    return None
+
+
+FINISHED = {"succeeded", "failed"}
+
+
+def _watch(store, kafka, request_id: str, poll_s: float = 1.0) -> int:
+    """Follow a request: a line per finished stage, a bar for the stage running its shards, and
+    the final status; exits 0 when it succeeded, 1 when it failed, its run died or the sensor
+    rejected it."""
+    from dataset_assets.stages.tracking import STAGES, WAITING_STATUS
+
+    shown: set[str] = set()
+    checked = 0.0
+    bar = ""
+    while True:
+        tracked = store.get_request(request_id) or {}
+        status = tracked.get("status")
+        if status in {"running", *FINISHED}:
+            _print_finished_stages(tracked, shown)
+        stage = tracked.get("current_stage")
+        if status == "running" and stage in WAITING_STATUS and stage not in shown:
+            before = STAGES[STAGES.index(stage) - 1]
+            total = (tracked.get("stages") or {}).get(before, {}).get("count", 0)
+            done = total - store.count_images(request_id, status=WAITING_STATUS[stage])
+            line = f"  {stage:<20} {_bar(done, total)} {done}/{total} images"
+            if line != bar:
+                print(line, flush=True)
+                bar = line
+        if status in FINISHED:
+            _print_status(store, request_id, tracked)
+            return 0 if status == "succeeded" else 1
+        if time.monotonic() - checked > 10:
+            checked = time.monotonic()
+            rejected = None if tracked else _rejection(kafka, request_id)
+            if rejected:
+                print(f"request {request_id}: {rejected}")
+                return 1
+            reason = _dead_run(tracked)
+            if reason:
+                store.track_request(request_id, status="failed", error=reason)
+                continue
+        time.sleep(poll_s)
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = round(width * done / total) if total else 0
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Copy the report from the blob store (local or S3) to local files, and maybe open it."""
+    import webbrowser
+
+    from dataset_assets.storage.environment import resources_from_env
+
+    blobs = resources_from_env()["blobs"].store
+    html = Path(args.output or f"{args.request_id}-report.html")
+    prefix = f"reports/{args.request_id}"
+    try:
+        page, metrics = (blobs.get_bytes(f"{prefix}/report.{kind}") for kind in ("html", "json"))
+    except FileNotFoundError as error:
+        raise CommandError(f"no report for {args.request_id!r}: {error}") from None
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_bytes(page)
+    html.with_suffix(".json").write_bytes(metrics)
+    print(html.resolve())
+    if args.open:
+        webbrowser.open(html.resolve().as_uri())
     return 0
 
 
@@ -479,8 +611,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _operations(args: argparse.Namespace) -> int:
-    from dataset_assets.operations import describe_operations
+    from dataset_assets.reference import operations_text
 
-    for name, doc in describe_operations():
-        print(f"{name:<12} {doc}")
+    print(operations_text())
     return 0

@@ -68,8 +68,7 @@ class IngestConfig(Config):
     dataset_key: str = pydantic.Field(
         default="",
         description="Local folder, .zip, .tar or .tar.gz of images (class folders give labels), "
-        "an S3 prefix or archive, or a list of image URLs (.txt, .csv, .tsv, .jsonl). "
-        "Leave unset to use the request stored with the partition.",
+        "an S3 prefix or archive, or a list of image URLs (.txt, .csv, .tsv, .jsonl).",
     )
     max_file_bytes: int = pydantic.Field(
         default=100 * 1024 * 1024, gt=0, description="Larger files are rejected as file_too_large."
@@ -121,19 +120,33 @@ class ValidationConfig(Config):
         description="strict fails the run on any reject; lenient drops rejects; report-only keeps "
         "every decodable image and only reports.",
     )
-    allowed_formats: list[str] = ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"]
-    min_width: int = pydantic.Field(default=32, ge=1)
-    min_height: int = pydantic.Field(default=32, ge=1)
-    max_width: int = pydantic.Field(default=20000, ge=1)
-    max_height: int = pydantic.Field(default=20000, ge=1)
+    allowed_formats: list[str] = pydantic.Field(
+        default=["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"],
+        description="Decoded formats that are kept; others are rejected as unsupported_format.",
+    )
+    min_width: int = pydantic.Field(default=32, ge=1, description="Narrower is too_small.")
+    min_height: int = pydantic.Field(default=32, ge=1, description="Lower is too_small.")
+    max_width: int = pydantic.Field(default=20000, ge=1, description="Wider is too_large.")
+    max_height: int = pydantic.Field(default=20000, ge=1, description="Taller is too_large.")
     max_pixels: int = pydantic.Field(
         default=50_000_000, ge=1, description="Decompression-bomb guard, read from the header."
     )
-    min_aspect: float = pydantic.Field(default=0.1, gt=0)
-    max_aspect: float = pydantic.Field(default=10.0, gt=0)
-    multi_frame: Literal["first", "reject"] = "first"
-    target_mode: Literal["RGB", "L", "keep"] = "RGB"
-    hash_kind: Literal["phash", "dhash", "whash"] = "phash"
+    min_aspect: float = pydantic.Field(
+        default=0.1, gt=0, description="Width / height below this is bad_aspect_ratio."
+    )
+    max_aspect: float = pydantic.Field(
+        default=10.0, gt=0, description="Width / height above this is bad_aspect_ratio."
+    )
+    multi_frame: Literal["first", "reject"] = pydantic.Field(
+        default="first",
+        description="Animated or multi-page files: keep the first frame, or reject.",
+    )
+    target_mode: Literal["RGB", "L", "keep"] = pydantic.Field(
+        default="RGB", description="Colour mode every kept image is normalised to."
+    )
+    hash_kind: Literal["phash", "dhash", "whash"] = pydantic.Field(
+        default="phash", description="Perceptual hash that near-duplicate search compares."
+    )
     drop_issues: list[str] = pydantic.Field(
         default_factory=list,
         max_length=len(ISSUE_THRESHOLDS),
@@ -164,7 +177,7 @@ class ValidationConfig(Config):
 class DedupConfig(Config):
     """How duplicates are found and which copy of each cluster survives."""
 
-    enabled: bool = True
+    enabled: bool = pydantic.Field(default=True, description="false keeps every valid image.")
     near: bool = pydantic.Field(default=True, description="Also match near duplicates by hash.")
     threshold: int = pydantic.Field(
         default=6,
@@ -215,8 +228,12 @@ class TransformConfig(Config):
     seed: int = pydantic.Field(
         default=0, ge=0, le=MAX_SEED, description="Seeds random operations per image."
     )
-    output_format: OutputFormat = "source"
-    quality: int = pydantic.Field(default=90, ge=1, le=100)
+    output_format: OutputFormat = pydantic.Field(
+        default="source", description="Format of the processed images; source keeps each one's."
+    )
+    quality: int = pydantic.Field(
+        default=90, ge=1, le=100, description="JPEG / WebP quality of the processed images."
+    )
     images_per_shard: int = pydantic.Field(
         default=128,
         ge=4,
@@ -241,7 +258,11 @@ class TransformConfig(Config):
 class LabelConfig(Config):
     """Where labels come from and which label files are written."""
 
-    source: Literal["folder", "manifest", "pattern", "none"] = "folder"
+    source: Literal["folder", "manifest", "pattern", "none"] = pydantic.Field(
+        default="folder",
+        description="folder = parent folder name; manifest = a file in the dataset; pattern = a "
+        "regex on the file name; none = no labels.",
+    )
     manifest: str | None = pydantic.Field(
         default=None, description="CSV (image,label) or JSON {image: label} inside the dataset."
     )
@@ -274,7 +295,11 @@ class LabelConfig(Config):
 class TieringConfig(Config):
     """Which images stay in hot storage; the order is the source path order."""
 
-    hot_storage_threshold: int = pydantic.Field(default=1000, ge=0)
+    hot_storage_threshold: int = pydantic.Field(
+        default=1000,
+        ge=0,
+        description="The first N images (by source path) go to hot/, the rest to cold/.",
+    )
     webdataset_shard_size: int = pydantic.Field(
         default=0, ge=0, description="Also write WebDataset tar shards of N images; 0 = off."
     )
@@ -288,8 +313,12 @@ class TieringConfig(Config):
 class ReportConfig(Config):
     """How much the HTML report shows."""
 
-    max_thumbnails_per_reason: int = pydantic.Field(default=24, ge=0)
-    max_duplicate_clusters: int = pydantic.Field(default=24, ge=0)
+    max_thumbnails_per_reason: int = pydantic.Field(
+        default=24, ge=0, description="Reject thumbnails shown per reject reason."
+    )
+    max_duplicate_clusters: int = pydantic.Field(
+        default=24, ge=0, description="Duplicate clusters shown, in source path order."
+    )
 
 
 class DatasetRequest(pydantic.BaseModel):
@@ -297,7 +326,11 @@ class DatasetRequest(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    request_id: str | None = None
+    request_id: str | None = pydantic.Field(
+        default=None,
+        description="The partition key, 1-128 of A-Z a-z 0-9 . _ -; derived from the source and "
+        "the content when left out.",
+    )
     dataset_key: str
     operations: list[Any] = pydantic.Field(default_factory=list, max_length=MAX_OPERATIONS)
     validation_mode: ValidationMode = "lenient"

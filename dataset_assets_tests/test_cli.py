@@ -36,6 +36,7 @@ def test_run_with_ops_prints_progress_and_a_json_summary_last(project, sample_di
     ops = [arg for op in SEED_OPS for arg in ("--op", op)]
     done = _command("run", str(sample_dir), *ops, "--request-id", "demo", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no telemetry notice, no log lines: only the command's own output
     lines = done.stdout.strip().splitlines()
     for stage in ("raw_images", "validated_images", "processed_images", "quality_report"):
         assert any(line.strip().startswith(stage) for line in lines)
@@ -60,7 +61,7 @@ def test_run_with_ops_prints_progress_and_a_json_summary_last(project, sample_di
     assert tracked["status"] == "succeeded" and tracked["progress"] == 100
 
 
-def test_run_from_a_request_file(project, sample_dir):
+def test_run_from_a_request_file(project, sample_dir, capsys):
     request = project / "request.json"
     request.write_text(
         json.dumps(
@@ -77,6 +78,14 @@ def test_run_from_a_request_file(project, sample_dir):
 
     tracked = resources_from_env()["metadata"].store.get_request("from-file")
     assert tracked["metrics"]["hot"] == 5 and tracked["metrics"]["cold"] == 18
+
+    assert main(["report", "from-file", "-o", "fetched/report.html"]) == 0
+    fetched = project / "fetched" / "report.html"
+    assert fetched.read_bytes() == Path(tracked["report"]).read_bytes()
+    assert json.loads(fetched.with_suffix(".json").read_text())["request_id"] == "from-file"
+    capsys.readouterr()
+    assert main(["report", "never-ran"]) == 1
+    assert capsys.readouterr().err.startswith("error: no report for 'never-ran': ")
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from dagster import (
     instance_for_test,
 )
 
+from dataset_assets.cli import main
 from dataset_assets.definitions import QUALITY_CHECKS, STAGE_ASSETS
 from dataset_assets.jobs import process_dataset
 from dataset_assets.messaging import KafkaResource
@@ -473,3 +474,31 @@ def test_ticks_of_one_record_each_publish_the_same_events_in_the_same_order(
             *[("stage_done", stage, run.run_id) for stage in STAGES],
             ("succeeded", None, run.run_id),
         ]
+
+
+def test_status_names_the_reason_a_request_was_rejected_on_the_errors_topic(
+    kafka: str,
+    metadata: MetadataStoreResource,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The CLI reads the default topic names; no other test uses them on this broker.
+    topics = KafkaResource(bootstrap_servers=kafka)
+    topics.ensure_topics(partitions=3)
+    send(topics, [(1, request("rejected-one", operations=["Sepia"]))])
+    tick(topics, metadata, DagsterInstance.ephemeral(), None)
+    monkeypatch.setenv("DATASET_ASSETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATASET_ASSETS_KAFKA_BOOTSTRAP", kafka)
+    for name in ("DATASET_ASSETS_METADATA_URI", "DATASET_ASSETS_BLOB_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+
+    assert main(["status", "rejected-one"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("request rejected-one: rejected: ")
+    assert "unknown operation 'Sepia'" in out
+    assert f"(message {topics.requests_topic}/1/" in out
+    assert main(["status", "rejected-one", "--watch"]) == 1
+    assert "unknown operation 'Sepia'" in capsys.readouterr().out
+    assert main(["status", "never-sent"]) == 1
+    assert "no request 'never-sent'" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import pytest
 from dataset_assets.messaging import KafkaResource
 from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.metadata import MetadataStore, connect
+from dataset_assets_tests.readme import readme_blocks, user_env, venv
 from dataset_assets_tests.servers import free_port, read_topic, stop
 
 CHROMIUM = "/usr/bin/chromium"
@@ -73,12 +74,14 @@ def _dom(url: str, profile: Path, showing: Sequence[str]) -> str:
 
 @pytest.fixture
 def stack(tmp_path):
-    """The local stack in a child process, stopped with SIGTERM like Ctrl-C."""
+    """The local stack in a child process, as the README starts it in a project folder (with its
+    `.venv`), stopped with SIGTERM like Ctrl-C."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
-    home = tmp_path / "stack"
+    env = user_env(dict(os.environ))
+    (tmp_path / ".venv").symlink_to(venv(), target_is_directory=True)
+    home = tmp_path / ".dataset_assets" / "dev"
     process = subprocess.Popen(
-        [_console("dataset-assets"), "dev", "--port", str(port), "--home", str(home)],
+        [_console("dataset-assets"), "dev", "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -92,34 +95,33 @@ def stack(tmp_path):
         stop(process, timeout=60)
 
 
-def test_a_submitted_request_runs_shows_in_the_ui_and_the_stack_stops_cleanly(
-    stack, sample_dir, tmp_path
+def test_the_readme_submits_and_watches_a_request_which_shows_in_the_ui_and_the_stack_stops(
+    stack, tmp_path
 ):
     port, env, process = stack
-    submitted = subprocess.run(
-        [_console("dataset-assets"), "submit", str(sample_dir), "--request-id", "stack-demo"],
-        env=env,
+    watched = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", readme_blocks()["local-stack"]],
+        cwd=tmp_path,
+        env=user_env(dict(os.environ)),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
-    assert submitted.returncode == 0, submitted.stderr
-    assert submitted.stdout.strip().splitlines()[-1] == "stack-demo"
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    lines = watched.stdout.splitlines()
+    assert lines[0] == "sample_images"
+    assert "submitted demo to dataset-requests" in lines[1]
+    finished = [line.split()[0] for line in lines if line.strip().endswith(" s")]
+    assert finished == list(STAGES)
+    assert "request demo: succeeded (100%)" in lines
 
     store = MetadataStore(connect(env["DATASET_ASSETS_METADATA_URI"]))
-
-    def finished():
-        tracked = store.get_request("stack-demo") or {}
-        return tracked if tracked.get("status") in {"succeeded", "failed"} else None
-
-    tracked = _wait(finished, "the run to finish", 240)
+    tracked = store.get_request("demo")
     assert tracked["status"] == "succeeded", tracked.get("error")
     kafka = KafkaResource(bootstrap_servers=env["DATASET_ASSETS_KAFKA_BOOTSTRAP"])
 
     def events():
-        found = [
-            m["value"] for m in read_topic(kafka, kafka.status_topic) if m["key"] == "stack-demo"
-        ]
+        found = [m["value"] for m in read_topic(kafka, kafka.status_topic) if m["key"] == "demo"]
         return found if any(event["event"] == "succeeded" for event in found) else None
 
     published = _wait(events, "the 'succeeded' event", 120)
@@ -127,7 +129,7 @@ def test_a_submitted_request_runs_shows_in_the_ui_and_the_stack_stops_cleanly(
     assert kinds[0] == "accepted" and "started" in kinds and kinds[-1] == "succeeded"
     stages = [event["stage"] for event in published if event["event"] == "stage_done"]
     assert stages == list(STAGES)
-    assert tracked["request"]["dataset_key"].startswith("s3://datasets/dev/incoming/stack-demo/")
+    assert tracked["request"]["dataset_key"].startswith("s3://datasets/dev/incoming/demo/")
     assert tracked["metrics"]["processed_images"] == 23
 
     if shutil.which(CHROMIUM):
@@ -137,9 +139,9 @@ def test_a_submitted_request_runs_shows_in_the_ui_and_the_stack_stops_cleanly(
         partitions = _dom(
             f"http://127.0.0.1:{port}/assets/quality_report?view=partitions",
             tmp_path / "p2",
-            ["stack-demo"],
+            ["demo"],
         )
-        assert "stack-demo" in partitions
+        assert "demo" in partitions
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0

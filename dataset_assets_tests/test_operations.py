@@ -26,6 +26,7 @@ from dataset_assets.operations import (
     OperationError,
     OperationPipeline,
     Pad,
+    Posterize,
     Resize,
     Rotate,
     Sharpen,
@@ -857,3 +858,15 @@ def test_the_bound_names_what_hostile_pipelines_would_make_from_a_50_megapixel_i
     assert bound([{"Tile": {"size": 1}}])[0] == 10_000
     outputs, pixels = bound([{"Augment": {"n": 64, "ops": [{"Resize": {"scaling_factor": 8}}]}}])
     assert outputs == 64 and pixels > 64 * 3_000_000_000
+
+
+def test_posterize_keeps_the_top_bits_of_each_channel_and_the_alpha_band() -> None:
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    (gray,) = Posterize(bits=2).apply(Image.fromarray(ramp), np.random.default_rng(0))
+    assert sorted(np.unique(np.asarray(gray)).tolist()) == [0, 64, 128, 192]
+    rgba = Image.fromarray(np.dstack([ramp, ramp, 255 - ramp, ramp]))
+    (out,) = Posterize(bits=1).apply(rgba, np.random.default_rng(0))
+    assert out.mode == "RGBA"
+    assert sorted(np.unique(np.asarray(out)[..., :3]).tolist()) == [0, 128]
+    assert np.array_equal(np.asarray(out)[..., 3], ramp)
+    assert "bits=9" in parse_error([{"Posterize": {"bits": 9}}])

@@ -139,7 +139,11 @@ def test_backfill_reexecution_and_a_ui_rebuild_need_no_config(registered, sample
     metadata = {"tags": [{"key": "dagster/partition", "value": "late"}]}
     failed = _launch(port, LAUNCH_RUN, {"selector": job, "executionMetadata": metadata})
     assert _finished_run(port, failed)["status"] == "FAILURE"
-    assert _statuses(port)["raw_images"]["failedPartitions"] == ["late"]
+    statuses = _statuses(port)
+    assert statuses["raw_images"]["failedPartitions"] == ["late"]
+    for stage in STAGES:  # the failed dataset is its own partition: the others stay green
+        assert sorted(statuses[stage]["materializedPartitions"]) == partitions
+        assert statuses[stage]["failedPartitions"] in ([], ["late"])
     shutil.copytree(sample_dir, late, dirs_exist_ok=True)
     retried = _launch(port, REEXECUTE, {"parentRunId": failed, "strategy": "FROM_FAILURE"})
     assert _finished_run(port, retried)["status"] == "SUCCESS"

@@ -1,5 +1,6 @@
 """The whole job on MongoDB + S3 servers, configured by environment variables alone."""
 
+import json
 import shutil
 import uuid
 
@@ -7,6 +8,7 @@ import boto3
 import pytest
 from dagster import DagsterInstance
 
+from dataset_assets.cli import main
 from dataset_assets.sample_data import SAMPLE_EXPECTATIONS
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets_tests.conftest import Pipeline
@@ -51,10 +53,18 @@ SEED = {
 }
 
 
-def test_seed_request_runs_on_mongodb_and_s3_and_a_rerun_duplicates_nothing(remote_pipeline):
+def test_seed_request_runs_on_mongodb_and_s3_and_a_rerun_duplicates_nothing(
+    remote_pipeline, tmp_path
+):
     assert remote_pipeline.run(SEED).success
     blobs, store = remote_pipeline.blobs, remote_pipeline.metadata
     assert blobs.location("reports/kanagawa/report.html").startswith("s3://blobs-")
+    fetched = tmp_path / "fetched" / "kanagawa.html"
+    fetched.parent.mkdir()
+    assert main(["report", "kanagawa", "-o", str(fetched)]) == 0
+    assert fetched.read_bytes() == blobs.get_bytes("reports/kanagawa/report.html")
+    metrics = json.loads(fetched.with_suffix(".json").read_text())
+    assert metrics == json.loads(blobs.get_bytes("reports/kanagawa/report.json"))
     assert store.count_images("kanagawa") == SAMPLE_EXPECTATIONS["files"]
     assert store.count_by("kanagawa", "status") == {"rejected": 3, "duplicate": 2, "processed": 23}
     outputs = remote_pipeline.outputs("kanagawa")

@@ -7,11 +7,21 @@ and never commit: the sensor keeps its offsets in its own cursor.
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
 from typing import Any
 
 import pydantic
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 from dagster import ConfigurableResource
 
@@ -148,6 +158,31 @@ class KafkaResource(ConfigurableResource):
             return None
         topic_id = str(description.topic_id or "")
         return None if topic_id.strip("A") == "" else topic_id
+
+    def read_all(
+        self, topic: str, time_budget_s: float = 10.0
+    ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """Every JSON message of `topic` as (key, value), from the beginning of each partition to
+        its end, within `time_budget_s`; nothing when the topic does not exist."""
+        deadline = time.monotonic() + time_budget_s
+        consumer = self.consumer()
+        try:
+            partitions = self.partitions(consumer, topic) or []
+            consumer.assign([TopicPartition(topic, part, OFFSET_BEGINNING) for part in partitions])
+            at_end: set[int] = set()
+            while len(at_end) < len(partitions) and time.monotonic() < deadline:
+                message = consumer.poll(min(1.0, max(0.0, deadline - time.monotonic())))
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        at_end.add(message.partition())
+                    continue
+                with suppress(ValueError, TypeError):
+                    key = message.key().decode("utf-8", errors="replace") if message.key() else None
+                    yield key, json.loads(message.value())
+        finally:
+            consumer.close()
 
     def publish(self, topic: str, key: str | bytes | None, value: Mapping[str, Any]) -> None:
         """Send one JSON message and wait until the broker has it."""

@@ -14,7 +14,7 @@ from dataset_assets.operations.base import (
     Variant,
     describe_operations,
 )
-from dataset_assets.operations.color import ColorJitter, GrayScale, Normalize
+from dataset_assets.operations.color import ColorJitter, GrayScale, Normalize, Posterize
 from dataset_assets.operations.encoding import Convert, encode_image, format_extension
 from dataset_assets.operations.filters import Blur, Noise, Sharpen
 from dataset_assets.operations.geometry import (
@@ -44,6 +44,7 @@ __all__ = [
     "OperationError",
     "OperationPipeline",
     "Pad",
+    "Posterize",
     "Resize",
     "Rotate",
     "Sharpen",

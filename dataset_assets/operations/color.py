@@ -1,7 +1,7 @@
 """Operations that change an image's colours and levels but not its geometry."""
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageOps
 from pydantic import Field
 
 from dataset_assets.operations.base import Operation
@@ -65,3 +65,13 @@ class Normalize(Operation):
             for level in _stretch_table(histogram[start : start + 256], self.cutoff)
         ]
         return [with_alpha(color.point(table), alpha)]
+
+
+class Posterize(Operation):
+    """Keep the top bits bits of each channel: 2 ** bits levels per channel instead of 256."""
+
+    bits: int = Field(default=4, ge=1, le=8)
+
+    def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
+        color, alpha = split_alpha(working_image(image))
+        return [with_alpha(ImageOps.posterize(color, self.bits), alpha)]

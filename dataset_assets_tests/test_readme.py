@@ -1,0 +1,67 @@
+"""The README's commands run as written: its marked shell blocks, in order, on a fresh copy.
+
+`bash scripts/test.sh`, the README's other quick-start command, is what CI runs. The local stack's
+block runs in `test_local_stack.py`, against the servers that test starts.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from dataset_assets.request import parse_request
+from dataset_assets_tests.readme import (
+    ROOT,
+    copy_repository,
+    readme_blocks,
+    user_env,
+    venv_is_current,
+)
+
+DOCUMENTED = ("quick-start", "command", "job-execute", "local-stack")
+
+
+def test_the_readme_marks_every_documented_path_in_reading_order():
+    assert [name for name in readme_blocks() if name in DOCUMENTED] == list(DOCUMENTED)
+
+
+def test_the_example_request_is_a_valid_request_on_the_sample():
+    request = parse_request((ROOT / "examples" / "sample_request.json").read_text())
+    assert (request.id, request.dataset_key) == ("sample-demo", "sample_images")
+
+
+def test_quick_start_command_and_dagster_blocks_run_as_written(tmp_path):
+    if not venv_is_current():
+        pytest.fail("run `bash scripts/setup.sh test` first: the README's demo.sh would install")
+    clone = copy_repository(tmp_path / "clone")
+    blocks = readme_blocks()
+    script = "\n".join(blocks[name] for name in ("quick-start", "command", "job-execute"))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=clone,
+        env=user_env(dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "quality score" in out and "request sample-demo: " in out
+    summary = json.loads(
+        next(line for line in out.splitlines() if line.startswith('{"request_id"'))
+    )
+    assert summary["counts"]["processed"] == 23 and summary["quality_score"] > 0
+    assert "request sample-demo: succeeded (100%)" in out
+    home = clone / ".dataset_assets"
+    report = home / "blobs" / "reports" / "sample-demo" / "report.html"
+    assert b"quality score" in report.read_bytes().lower()
+    labels = (home / "blobs" / "datasets" / "sample-demo" / "labels.csv").read_text()
+    assert len(labels.splitlines()) == 24
+
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        runs = instance.get_runs(RunsFilter(tags={"dagster/partition": "sample-demo"}))
+    assert len(runs) == 3  # dataset-assets run, dagster job execute, dagster asset materialize
+    assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
+    assert [run.job_name for run in runs][:2] == ["__ASSET_JOB", "process_dataset"]
