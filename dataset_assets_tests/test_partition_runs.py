@@ -101,6 +101,7 @@ def registered(tmp_path, monkeypatch, sample_dir):
         "DAGSTER_HOME": str(tmp_path / "dagster"),
         "DATASET_ASSETS_HOME": str(tmp_path / "home"),
         "DATASET_ASSETS_EXECUTOR": "in_process",
+        "DATASET_ASSETS_SOURCE_ROOTS": f"{sample_dir},{tmp_path}",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
