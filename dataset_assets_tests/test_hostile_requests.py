@@ -50,6 +50,14 @@ POISONS: dict[str, tuple[dict[str, Any] | str, str]] = {
     "etc": ({"dataset_key": "/etc"}, "outside the folders requests may read"),
     "store_itself": ({"dataset_key": "../../"}, "outside the folders requests may read"),
     "other_bucket": ({"dataset_key": "s3://other/x.zip"}, "outside the S3 roots"),
+    "parquet_list_outside": (
+        {"dataset_key": "/tmp/urls.parquet"},
+        "outside the folders requests may read",
+    ),
+    "parquet_list_other_bucket": (
+        {"dataset_key": "s3://other/laion/part-0.parquet"},
+        "outside the S3 roots",
+    ),
     "private_hosts": (
         body(ingest={"allow_private_hosts": True}),
         "ingest.allow_private_hosts is deployment policy (DATASET_ASSETS_ALLOW_PRIVATE_HOSTS)",
@@ -86,7 +94,13 @@ POISONS: dict[str, tuple[dict[str, Any] | str, str]] = {
         "operations: List should have at most 64 items",
     ),
 }
-OPERATOR_MAY = {"etc", "store_itself", "other_bucket"}
+OPERATOR_MAY = {
+    "etc",
+    "store_itself",
+    "other_bucket",
+    "parquet_list_outside",
+    "parquet_list_other_bucket",
+}
 """Sources outside the roots: the CLI's own user is the operator, who may read any source."""
 
 
