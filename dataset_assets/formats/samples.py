@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from dataset_assets.imaging.quality import ISSUE_THRESHOLDS
 
@@ -30,6 +30,16 @@ class Sample:
     @property
     def extension(self) -> str:
         return self.record["file_name"].rsplit(".", 1)[-1]
+
+
+class FormatWriter(Protocol):
+    """What every format writer does: take the samples in order, then upload its files."""
+
+    def add(self, sample: Sample) -> None: ...
+
+    def close(self) -> list[str]:
+        """The keys of the files written."""
+        ...
 
 
 def image_record(doc: dict[str, Any], output: dict[str, Any], tier: str) -> dict[str, Any]:

@@ -1,17 +1,27 @@
 """A run's counts and quality score from the metadata store (the seed's `PipelineMetrics`)."""
 
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from dataset_assets.report.score import quality_score
 from dataset_assets.storage.metadata import MetadataStore
 
 
-def dataset_metrics(store: MetadataStore, dataset: str) -> dict[str, Any]:
-    """Counts per stage and the quality score; the report and the dataset card show the same."""
-    stages = {doc["stage"]: doc.get("summary") or {} for doc in store.stage_docs(dataset)}
+def stages_by_name(store: MetadataStore, dataset: str) -> dict[str, dict[str, Any]]:
+    """Each finished stage's document (its count and summary), read once per report or card."""
+    return {doc["stage"]: doc for doc in store.stage_docs(dataset)}
 
-    def summary(stage: str) -> dict[str, Any]:
-        return stages.get(stage) or {}
+
+def stage_summary(stages: Mapping[str, dict[str, Any]], stage: str) -> dict[str, Any]:
+    return (stages.get(stage) or {}).get("summary") or {}
+
+
+def dataset_metrics(
+    store: MetadataStore, dataset: str, stages: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Counts per stage and the quality score; the report and the dataset card show the same."""
+    summary = partial(stage_summary, stages)
 
     statuses = store.count_by(dataset, "status")
     ingested = sum(statuses.values())

@@ -4,6 +4,7 @@ import base64
 import json
 from collections import Counter
 from datetime import UTC, datetime
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -14,7 +15,7 @@ from dataset_assets.imaging.inspect import ISSUE_THRESHOLDS, REJECT_REASONS
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.report.html import render_report_html
-from dataset_assets.report.metrics import dataset_metrics
+from dataset_assets.report.metrics import dataset_metrics, stage_summary, stages_by_name
 from dataset_assets.report.score import QUALITY_SCORE_FORMULA, histogram
 from dataset_assets.request import ReportConfig
 from dataset_assets.stages.policies import METADATA_RETRY
@@ -53,13 +54,11 @@ def collect_report(
     `stopped_by` names the gate (or strict validation) that stopped the run, for a report written
     on the way out of a stopped run: the figures are then those of the stages that ran.
     """
-    stages = {doc["stage"]: doc for doc in store.stage_docs(dataset)}
-
-    def summary(stage: str) -> dict[str, Any]:
-        return (stages.get(stage) or {}).get("summary") or {}
+    stages = stages_by_name(store, dataset)
+    summary = partial(stage_summary, stages)
 
     label_summary = summary("labels")
-    metrics = dataset_metrics(store, dataset)
+    metrics = dataset_metrics(store, dataset, stages)
     figures = _image_figures(store, blobs, dataset, config.max_thumbnails_per_reason)
     transform = summary("processed_images")
     return {

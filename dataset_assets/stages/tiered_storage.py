@@ -8,11 +8,11 @@ from dagster import AssetExecutionContext, asset
 from dataset_assets.formats.card import dataset_card
 from dataset_assets.formats.jsonlines import ManifestWriter
 from dataset_assets.formats.label_files import LabelFilesWriter
-from dataset_assets.formats.samples import Sample, image_record
+from dataset_assets.formats.samples import FormatWriter, Sample, image_record
 from dataset_assets.formats.webdataset import WebDatasetWriter
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
-from dataset_assets.report.metrics import dataset_metrics
+from dataset_assets.report.metrics import dataset_metrics, stages_by_name
 from dataset_assets.request import TieringConfig
 from dataset_assets.stages.policies import IO_RETRY
 from dataset_assets.stages.request_settings import stage_config
@@ -39,9 +39,9 @@ IMAGE_FIELDS = (
 
 def _writers(
     blobs: BlobStore, prefix: str, scratch: Path, config: TieringConfig, labels: Manifest
-) -> list:
+) -> list[FormatWriter]:
     """One writer per output format the request asks for; the manifests are always written."""
-    writers: list = [
+    writers: list[FormatWriter] = [
         ManifestWriter(blobs, prefix, scratch),
         LabelFilesWriter(blobs, prefix, scratch, labels.summary.get("formats", [])),
     ]
@@ -119,7 +119,7 @@ def tiered_storage(
         written = [key[len(prefix) + 1 :] for writer in writers for key in writer.close()]
     card = dataset_card(
         dataset,
-        {**dataset_metrics(store, dataset), **tiers},
+        {**dataset_metrics(store, dataset, stages_by_name(store, dataset)), **tiers},
         labels.summary.get("classes", {}),
         (store.get_request(dataset) or {}).get("request") or {},
         tiers,
