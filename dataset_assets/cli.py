@@ -463,14 +463,15 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _print_status(store, request_id: str, tracked: dict[str, Any]) -> None:
-    from dataset_assets.stages.tracking import WAITING_STATUS
+    from dataset_assets.stages.tracking import run_progress
 
     print(f"request {request_id}: {tracked.get('status')} ({tracked.get('progress', 0)}%)")
     stage = tracked.get("current_stage")
     left = ""
-    if tracked.get("status") == "running" and stage in WAITING_STATUS:
-        count = store.count_images(request_id, status=WAITING_STATUS[stage])
-        left = f" ({count:,} images left)"
+    if tracked.get("status") == "running":
+        for found in run_progress(store, request_id, tracked.get("run_id")):
+            if found.stage == stage and not found.finished and found.total is not None:
+                left = f" ({found.done:,}/{found.total:,} images)"
     print(f"  current stage: {stage}{left}")
     for stage, figures in (tracked.get("stages") or {}).items():
         print(f"  {stage:<20} {figures.get('count', 0):>6} images")
@@ -505,28 +506,18 @@ FINISHED = {"succeeded", "failed"}
 
 
 def _watch(store, kafka, request_id: str, poll_s: float = 1.0) -> int:
-    """Follow a request: a line per finished stage, a bar for the stage running its shards, and
-    the final status; exits 0 when it succeeded, 1 when it failed, its run died or the sensor
-    rejected it."""
-    from dataset_assets.stages.tracking import STAGES, WAITING_STATUS
+    """Follow a request: a bar per stage of its run (images done / total), then the final
+    status; exits 0 when it succeeded, 1 when it failed, its run died or the sensor rejected
+    it."""
+    from dataset_assets.stages.tracking import run_progress
 
-    shown: set[str] = set()
+    bars = ProgressBars(sys.stdout)
     checked = 0.0
-    bar = ""
     while True:
         tracked = store.get_request(request_id) or {}
         status = tracked.get("status")
         if status in {"running", *FINISHED}:
-            _print_finished_stages(tracked, shown)
-        stage = tracked.get("current_stage")
-        if status == "running" and stage in WAITING_STATUS and stage not in shown:
-            before = STAGES[STAGES.index(stage) - 1]
-            total = (tracked.get("stages") or {}).get(before, {}).get("count", 0)
-            done = total - store.count_images(request_id, status=WAITING_STATUS[stage])
-            line = f"  {stage:<20} {_bar(done, total)} {done}/{total} images"
-            if line != bar:
-                print(line, flush=True)
-                bar = line
+            bars.draw(run_progress(store, request_id, tracked.get("run_id")))
         if status in FINISHED:
             _print_status(store, request_id, tracked)
             return 0 if status == "succeeded" else 1
@@ -543,9 +534,49 @@ def _watch(store, kafka, request_id: str, poll_s: float = 1.0) -> int:
         time.sleep(poll_s)
 
 
-def _bar(done: int, total: int, width: int = 20) -> str:
-    filled = round(width * done / total) if total else 0
-    return "[" + "#" * filled + "." * (width - filled) + "]"
+class ProgressBars:
+    """One bar per stage, redrawn in place on a terminal. Elsewhere (a pipe, a log file) a
+    stage's line is printed again only when its bar grows (while the total is not known, when
+    its count doubles), so a long run logs a few dozen lines per stage at most; each stage ends
+    with a line giving the images it kept and its duration."""
+
+    WIDTH = 20
+
+    def __init__(self, out):
+        self.out = out
+        self.terminal = out.isatty()
+        self.drawn: list[str] = []
+        self.shown: dict[str, tuple] = {}
+
+    def draw(self, stages) -> None:
+        lines = [self.line(stage) for stage in stages]
+        if self.terminal:
+            if lines != self.drawn:
+                up = f"\x1b[{len(self.drawn)}F" if self.drawn else ""
+                self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+                self.drawn = lines
+        else:
+            for stage, line in zip(stages, lines, strict=True):
+                grown = self.filled(stage) if stage.total else stage.done.bit_length()
+                state = (grown, stage.finished, stage.total)
+                if self.shown.get(stage.stage) != state:
+                    self.shown[stage.stage] = state
+                    print(line, file=self.out)
+        self.out.flush()
+
+    def filled(self, stage) -> int:
+        if stage.finished:
+            return self.WIDTH
+        return self.WIDTH * stage.done // stage.total if stage.total else 0
+
+    def line(self, stage) -> str:
+        filled = self.filled(stage)
+        bar = "[" + "#" * filled + "." * (self.WIDTH - filled) + "]"
+        if stage.finished:
+            return f"  {stage.stage:<20} {bar} {stage.done:>6} images  {stage.duration_s:>7.2f} s"
+        if stage.total is None:
+            return f"  {stage.stage:<20} {bar} {stage.done} images so far"
+        return f"  {stage.stage:<20} {bar} {stage.done}/{stage.total} images"
 
 
 def _report(args: argparse.Namespace) -> int:

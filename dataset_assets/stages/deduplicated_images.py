@@ -23,6 +23,7 @@ from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import DedupConfig
 from dataset_assets.stages.gates import gate, gate_result
 from dataset_assets.stages.policies import METADATA_RETRY
+from dataset_assets.stages.progress import StageProgress
 from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.tracking import finish_stage, start_stage
@@ -334,10 +335,13 @@ def deduplicated_images(
     dataset = context.partition_key
     store = metadata.store
     config = stage_config(context, "deduplicated_images", config, store)
-    started = start_stage(store, dataset, "deduplicated_images", context.run.run_id)
+    total = validated_images.count
+    started = start_stage(store, dataset, "deduplicated_images", context.run.run_id, total=total)
+    progress = StageProgress(store, dataset, "deduplicated_images", context.run.run_id, total)
     fields = ("image_id", "sha256", "size_bytes", "validation")
+    own = progress.counted(store.iter_images(dataset, status=PASSED, fields=fields))
     rows = chain(
-        ((0, row) for row in store.iter_images(dataset, status=PASSED, fields=fields)),
+        ((0, row) for row in own),
         *(
             ((k, row) for row in store.iter_images(other, status="processed", fields=fields))
             for k, other in enumerate(config.against, start=1)

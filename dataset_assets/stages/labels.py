@@ -13,6 +13,7 @@ from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import LabelConfig, compile_label_pattern
 from dataset_assets.stages.policies import METADATA_RETRY
+from dataset_assets.stages.progress import StageProgress
 from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -96,12 +97,14 @@ def labels(
     dataset = context.partition_key
     store = metadata.store
     config = stage_config(context, "labels", config, store)
-    started = start_stage(store, dataset, "labels", context.run.run_id)
+    total = store.count_images(dataset, status="processed")
+    started = start_stage(store, dataset, "labels", context.run.run_id, total=total)
+    progress = StageProgress(store, dataset, "labels", context.run.run_id, total)
     source = LabelSource(config, blobs.store, dataset)
     counts: Counter[str] = Counter()
     changes = []
-    for doc in store.iter_images(
-        dataset, status="processed", fields=("image_id", "source", "outputs")
+    for doc in progress.counted(
+        store.iter_images(dataset, status="processed", fields=("image_id", "source", "outputs"))
     ):
         label = source.label(doc["source"])
         counts[label] += 1

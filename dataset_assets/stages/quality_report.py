@@ -274,7 +274,9 @@ def quality_report(
     dataset = context.partition_key
     store, blob_store = metadata.store, blobs.store
     config = stage_config(context, "quality_report", config, store)
-    started = start_stage(store, dataset, "quality_report", context.run.run_id)
+    started = start_stage(
+        store, dataset, "quality_report", context.run.run_id, total=tiered_storage.count
+    )
     report, json_key, html_key = publish_report(store, blob_store, dataset, config)
     location = blob_store.location(html_key)
     metrics = report["metrics"]

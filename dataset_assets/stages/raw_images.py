@@ -18,6 +18,7 @@ from dataset_assets.partitions import datasets_partitions
 from dataset_assets.policy import DeploymentPolicy
 from dataset_assets.request import IngestConfig
 from dataset_assets.stages.policies import IO_RETRY
+from dataset_assets.stages.progress import StageProgress
 from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.sharding import bucket_of
 from dataset_assets.stages.tracking import finish_stage, start_stage
@@ -126,6 +127,7 @@ def raw_images(
         ) from None
     store.track_request(dataset, error=None)
     started = start_stage(store, dataset, "raw_images", context.run.run_id)
+    progress = StageProgress(store, dataset, "raw_images", context.run.run_id)
     blob_store = blobs.store
     counts = {"ingested": 0, "rejected": 0, "sidecars": 0, "bytes": 0}
 
@@ -134,7 +136,8 @@ def raw_images(
             spool = scratch / "entry"
             downloads = config.downloads(policy.allow_private_hosts)
             entries = open_entries(config.dataset_key, blobs.s3_client, scratch, downloads)
-            for entry in _limited(entries, config.dataset_key, config.max_files):
+            limited = _limited(entries, config.dataset_key, config.max_files)
+            for entry in progress.counted(limited):
                 try:
                     if entry.is_sidecar and not entry.reason:
                         _store_sidecar(entry, blob_store, dataset, config.max_file_bytes)

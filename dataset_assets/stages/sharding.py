@@ -63,7 +63,7 @@ def start_sharded_stage(
 ) -> Iterator[DynamicOutput[Shard]]:
     """Record the stage as running with its settings (where the merge step finds them), then
     one dynamic output per shard for the stage's shard op to fan out over."""
-    start_stage(store, context.partition_key, stage, context.run.run_id, settings)
+    start_stage(store, context.partition_key, stage, context.run.run_id, settings, count)
     for shard in plan_shards(count, images_per_shard, settings):
         yield DynamicOutput(shard, mapping_key=shard.mapping_key)
 

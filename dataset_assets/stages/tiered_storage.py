@@ -15,6 +15,7 @@ from dataset_assets.partitions import datasets_partitions
 from dataset_assets.report.metrics import dataset_metrics, stages_by_name
 from dataset_assets.request import TieringConfig
 from dataset_assets.stages.policies import IO_RETRY
+from dataset_assets.stages.progress import StageProgress
 from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.tracking import finish_stage, start_stage
 from dataset_assets.storage.blobs import BlobStore
@@ -89,7 +90,9 @@ def tiered_storage(
     dataset = context.partition_key
     store, blob_store = metadata.store, blobs.store
     config = stage_config(context, "tiered_storage", config, store)
-    started = start_stage(store, dataset, "tiered_storage", context.run.run_id)
+    total = store.count_images(dataset, status="processed")
+    started = start_stage(store, dataset, "tiered_storage", context.run.run_id, total=total)
+    progress = StageProgress(store, dataset, "tiered_storage", context.run.run_id, total)
     prefix = f"datasets/{dataset}"
     blob_store.delete_prefix(f"{prefix}/")
     tiers = {"hot": 0, "cold": 0}
@@ -98,7 +101,7 @@ def tiered_storage(
         writers = _writers(blob_store, prefix, scratch, config, labels)
         changes = []
         for index, doc in enumerate(
-            store.iter_images(dataset, status="processed", fields=IMAGE_FIELDS)
+            progress.counted(store.iter_images(dataset, status="processed", fields=IMAGE_FIELDS))
         ):
             tier = "hot" if index < config.hot_storage_threshold else "cold"
             tiers[tier] += 1

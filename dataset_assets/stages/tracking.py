@@ -1,12 +1,15 @@
-"""What every stage does when it finishes: a manifest, UI metadata and workflow tracking."""
+"""What every stage does when it starts and finishes: a manifest, UI metadata and workflow
+tracking, with each stage's images done / total for `dataset-assets status`."""
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import MetadataValue, OpExecutionContext
 
 from dataset_assets.manifest import Manifest, checksum
+from dataset_assets.stages.progress import report_progress
 from dataset_assets.storage.metadata import MetadataStore, utcnow
 
 STAGES = (
@@ -28,8 +31,10 @@ def start_stage(
     stage: str,
     run_id: str,
     settings: Mapping[str, Any] | None = None,
+    total: int | None = None,
 ) -> float:
-    """Record that `stage` is running, so `dataset-assets status` shows where a request is.
+    """Record that `stage` is running, with `total` images to do (None: not known yet), so
+    `dataset-assets status` shows where a request is.
 
     Sharded stages keep their settings and start time in the stage document, where the op that
     merges the shards (possibly in another process or pod) finds them.
@@ -39,6 +44,7 @@ def start_stage(
     store.save_stage(
         dataset, stage, {"run_id": run_id, "started_at": started, "settings": dict(settings or {})}
     )
+    report_progress(store, dataset, stage, run_id, 0, total, duration_s=None)
     return started
 
 
@@ -68,6 +74,7 @@ def finish_stage(
         checksum=checksum(lines),
         summary={**summary, "duration_s": duration, "finished_at": utcnow()},
     )
+    report_progress(store, dataset, stage, context.run.run_id, count, count, duration_s=duration)
     done = STAGES.index(stage) + 1
     store.track_request(
         dataset,
@@ -85,6 +92,38 @@ def finish_stage(
         }
     )
     return manifest
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A stage of one run: images done / total (None until known); once finished, `done` is the
+    images it kept and `duration_s` is set."""
+
+    stage: str
+    done: int
+    total: int | None
+    duration_s: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.duration_s is not None
+
+
+def run_progress(store: MetadataStore, dataset: str, run_id: str | None) -> list[Progress]:
+    """The stages run `run_id` has started, in pipeline order; a running sharded stage's done
+    count is its images that left the status they wait in."""
+    docs = {
+        doc["stage"]: doc for doc in store.load_progress(dataset) if doc.get("run_id") == run_id
+    }
+    found = []
+    for stage in (stage for stage in STAGES if stage in docs):
+        doc = docs[stage]
+        done, total, duration = doc.get("done") or 0, doc.get("total"), doc.get("duration_s")
+        if duration is None and stage in WAITING_STATUS and total is not None:
+            waiting = store.count_images(dataset, status=WAITING_STATUS[stage])
+            done = min(total, max(0, total - waiting))
+        found.append(Progress(stage, done, total, duration))
+    return found
 
 
 def summary_table(summary: Mapping[str, Any]) -> str:

@@ -57,12 +57,13 @@ def connect(uri: str, database: str = "dataset_assets") -> Any:
 
 
 class MetadataStore:
-    """Typed access to the `images`, `stages` and `requests` collections."""
+    """Typed access to the `images`, `stages`, `progress` and `requests` collections."""
 
     def __init__(self, database: Any):
         self.database = database
         self.images = database["images"]
         self.stages = database["stages"]
+        self.progress = database["progress"]
         self.requests = database["requests"]
 
     def ensure_indexes(self) -> None:
@@ -72,6 +73,7 @@ class MetadataStore:
         self.images.create_index([("dataset", 1), ("source", 1)])
         self.images.create_index([("blob_key", 1)])
         self.stages.create_index([("dataset", 1), ("stage", 1)], unique=True)
+        self.progress.create_index([("dataset", 1), ("stage", 1)], unique=True)
         self.requests.create_index([("request_id", 1)], unique=True)
 
     # images -------------------------------------------------------------------------------------
@@ -221,6 +223,17 @@ class MetadataStore:
 
     def stage_docs(self, dataset: str) -> list[dict[str, Any]]:
         return list(self.stages.find({"dataset": eq(dataset)}, {"_id": 0}))
+
+    def save_progress(self, dataset: str, stage: str, fields: Mapping[str, Any]) -> None:
+        """Set fields of the stage's one progress document (images done / total of a run)."""
+        self.progress.update_one(
+            {"dataset": eq(dataset), "stage": eq(stage)},
+            {"$set": {**fields, "dataset": str(dataset), "stage": str(stage)}},
+            upsert=True,
+        )
+
+    def load_progress(self, dataset: str) -> list[dict[str, Any]]:
+        return list(self.progress.find({"dataset": eq(dataset)}, {"_id": 0}))
 
     def track_request(self, request_id: str, **fields: Any) -> None:
         """Workflow tracking: status, current stage, progress and errors of one request."""
