@@ -66,7 +66,7 @@ def test_a_permanent_blob_fault_fails_the_step_with_its_cause(
     assert pipeline.metadata.get_request("down")["current_stage"] == "processed_images"
     # Where the run stopped, as `dataset-assets status` shows it: both images still to transform.
     assert main(["status", "down"]) == 0
-    assert "current stage: processed_images (2 images left)" in capsys.readouterr().out
+    assert "current stage: processed_images (0/2 images)" in capsys.readouterr().out
 
 
 def test_the_root_cause_of_a_step_that_ran_out_of_retries_is_named(
