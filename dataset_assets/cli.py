@@ -93,10 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     prepare = commands.add_parser(
-        "prepare", help="register a request's partition and write its run config for dagster"
+        "prepare",
+        help="register a request's partition (stored with its request) for dagster and the UI",
     )
     prepare.add_argument("request", help="REQUEST.json")
-    prepare.add_argument("-o", "--output", default="run_config.yaml", help="run config file")
+    prepare.add_argument("--request-id", help="partition key (default: the request's)")
+    prepare.add_argument(
+        "-o", "--output", help="also write the request as run config for `dagster job execute`"
+    )
     prepare.set_defaults(handler=_prepare)
 
     submit = commands.add_parser(
@@ -425,11 +429,13 @@ def _stop_group(process) -> None:
 def _prepare(args: argparse.Namespace) -> int:
     import yaml
 
-    request = load_request(args.request, [], None, None)
+    request = load_request(args.request, [], args.request_id, None)
     register(request)
+    print(f"partition {request.id} registered in {os.environ['DAGSTER_HOME']}")
+    if not args.output:
+        return 0
     Path(args.output).write_text(yaml.safe_dump(request.to_run_config().to_config_dict()))
     tags = json.dumps({"dagster/partition": request.id})
-    print(f"partition {request.id} registered in {os.environ['DAGSTER_HOME']}")
     print(
         "dagster job execute -m dataset_assets.definitions -j process_dataset "
         f"-c {args.output} --tags '{tags}'"
@@ -608,6 +614,8 @@ def _dead_run(tracked: dict[str, Any]) -> str | None:
     marked failed by Dagster's run monitoring instead."""
     from dagster import DagsterRunStatus
 
+    from dataset_assets.failures import run_failure_cause
+
     run_id = tracked.get("run_id")
     if tracked.get("status") != "running" or not run_id:
         return None
@@ -615,8 +623,11 @@ def _dead_run(tracked: dict[str, Any]) -> str | None:
     run = instance.get_run_by_id(run_id)
     if run is None:
         return None
-    if run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
-        return f"run {run_id} ended as {run.status.value.lower()}"
+    if run.status == DagsterRunStatus.FAILURE:
+        stage, cause = run_failure_cause(instance, run_id)
+        return f"{stage}: {cause}" if stage else f"run {run_id} failed: {cause}"
+    if run.status == DagsterRunStatus.CANCELED:
+        return f"run {run_id} ended as canceled"
     host, _, pid = run.tags.get(RUNNER_TAG, "").rpartition(":")
     if run.is_finished or host != socket.gethostname() or not pid.isdigit():
         return None

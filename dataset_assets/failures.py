@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable
 
-from dagster import AssetCheckSeverity, DagsterEvent, DagsterEventType
+from dagster import AssetCheckSeverity, DagsterEvent, DagsterEventType, DagsterInstance
 
 
 def failure_cause(
@@ -37,3 +37,18 @@ def failure_cause(
             lines = error.message.strip().splitlines() or [""]
             return stage, f"{error.cls_name}: {lines[-1]}"
     return None, (run_end.message if run_end else None) or "run failed"
+
+
+def run_failure_cause(
+    instance: DagsterInstance, run_id: str, run_end: DagsterEvent | None = None
+) -> tuple[str | None, str]:
+    """`failure_cause` of a run from its event log, wherever it ran (the daemon, a pod)."""
+    events = [
+        entry.dagster_event
+        for entry in instance.all_logs(
+            run_id,
+            of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.ASSET_CHECK_EVALUATION},
+        )
+        if entry.dagster_event is not None
+    ]
+    return failure_cause(events, run_end)

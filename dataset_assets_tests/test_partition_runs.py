@@ -115,7 +115,7 @@ def registered(tmp_path, monkeypatch, sample_dir):
         yield port, late
 
 
-def test_backfill_reexecution_and_a_ui_rebuild_need_no_config(registered, sample_dir):
+def test_backfill_reexecution_and_a_ui_rebuild_need_no_config(registered, sample_dir, capsys):
     port, late = registered
     partitions = ["bf-1", "bf-2", "bf-3"]
     params = {"partitionNames": partitions, "assetSelection": [{"path": [s]} for s in STAGES]}
@@ -145,6 +145,10 @@ def test_backfill_reexecution_and_a_ui_rebuild_need_no_config(registered, sample
     for stage in STAGES:  # the failed dataset is its own partition: the others stay green
         assert sorted(statuses[stage]["materializedPartitions"]) == partitions
         assert statuses[stage]["failedPartitions"] in ([], ["late"])
+    assert main(["status", "late"]) == 0  # the reason, read from the run the daemon launched
+    assert (
+        f"error: raw_images: request 'late': no files found in '{late}'" in capsys.readouterr().out
+    )
     shutil.copytree(sample_dir, late, dirs_exist_ok=True)
     retried = _launch(port, REEXECUTE, {"parentRunId": failed, "strategy": "FROM_FAILURE"})
     assert _finished_run(port, retried)["status"] == "SUCCESS"

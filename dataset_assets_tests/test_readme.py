@@ -12,6 +12,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from dataset_assets.request import parse_request
+from dataset_assets.stages.tracking import STAGES
 from dataset_assets_tests.readme import (
     ROOT,
     copy_repository,
@@ -19,8 +20,9 @@ from dataset_assets_tests.readme import (
     user_env,
     venv_is_current,
 )
+from dataset_assets_tests.servers import start_dagster_dev
 
-DOCUMENTED = ("quick-start", "command", "job-execute", "local-stack")
+DOCUMENTED = ("quick-start", "command", "job-execute", "ui", "backfill", "local-stack")
 
 
 def test_the_readme_marks_every_documented_path_in_reading_order():
@@ -65,3 +67,59 @@ def test_quick_start_command_and_dagster_blocks_run_as_written(tmp_path):
     assert len(runs) == 3  # dataset-assets run, dagster job execute, dagster asset materialize
     assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
     assert [run.job_name for run in runs][:2] == ["__ASSET_JOB", "process_dataset"]
+
+
+def _ui_environment(clone) -> dict[str, str]:
+    """The settings the UI block's lines before its last, `dagster dev`, leave in bash."""
+    *exports, command = readme_blocks()["ui"].strip().splitlines()
+    assert command == "dagster dev -m dataset_assets.definitions"
+    shell = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join([*exports, "env -0"])],
+        cwd=clone,
+        env=user_env(dict(os.environ)),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pairs = (item.split("=", 1) for item in shell.stdout.split("\0") if "=" in item)
+    return {k: v for k, v in pairs if k.startswith(("DAGSTER", "DATASET_ASSETS"))}
+
+
+def test_dagster_job_backfill_runs_three_datasets_with_no_config(tmp_path):
+    """The UI block's `dagster dev` (its daemon launches the queued runs), then the backfill
+    block as written in another shell."""
+    clone = copy_repository(tmp_path / "clone")
+    env = _ui_environment(clone)
+    assert env["DAGSTER_HOME"] == str(clone / ".dataset_assets" / "dagster")
+    subprocess.run(  # what the quick start left behind
+        ["bash", "-c", "source .venv/bin/activate && dataset-assets sample sample_images"],
+        cwd=clone,
+        env=user_env(dict(os.environ)),
+        check=True,
+    )
+    with start_dagster_dev(env, cwd=clone):
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", readme_blocks()["backfill"]],
+            cwd=clone,
+            env=user_env(dict(os.environ)),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    partitions = ["demo-a", "demo-b", "demo-c"]
+    for request_id in partitions:
+        assert f"request {request_id}: succeeded (100%)" in done.stdout
+        labels = clone / ".dataset_assets" / "blobs" / "datasets" / request_id / "labels.csv"
+        assert len(labels.read_text().splitlines()) == 24
+    finished = [line.split()[0] for line in done.stdout.splitlines() if line.endswith(" s")]
+    assert finished == list(STAGES) * 3
+
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (backfill,) = instance.get_backfills()
+        runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+    assert sorted(backfill.partition_names) == partitions
+    assert sorted(run.tags["dagster/partition"] for run in runs) == partitions
+    assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
+    assert {run.job_name for run in runs} == {"process_dataset"}
+    assert all("ops" not in run.run_config for run in runs)  # every request read from its partition

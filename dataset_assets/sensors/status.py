@@ -32,7 +32,7 @@ from dagster import (
     sensor,
 )
 
-from dataset_assets.failures import failure_cause
+from dataset_assets.failures import run_failure_cause
 from dataset_assets.jobs import process_dataset
 from dataset_assets.messaging.kafka import KafkaResource, status_event
 from dataset_assets.sensors.switch import default_status
@@ -154,14 +154,6 @@ def _event(
         store.track_request(request_id, status=kind, run_id=run.run_id, error=None)
         counts = (store.get_request(request_id) or {}).get("metrics")
         return status_event(request_id, kind, run.run_id, counts=counts)
-    events = [
-        entry.dagster_event
-        for entry in instance.all_logs(
-            run.run_id,
-            of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.ASSET_CHECK_EVALUATION},
-        )
-        if entry.dagster_event is not None
-    ]
-    stage, error = failure_cause(events, record.event_log_entry.dagster_event)
+    stage, error = run_failure_cause(instance, run.run_id, record.event_log_entry.dagster_event)
     store.track_request(request_id, status=kind, run_id=run.run_id, error=error, failed_stage=stage)
     return status_event(request_id, kind, run.run_id, stage=stage, error=error)
