@@ -5,8 +5,10 @@ A block runs in the test suite when the line before its ```bash fence is
 """
 
 import hashlib
+import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,3 +46,15 @@ def copy_repository(dest: Path) -> Path:
 def user_env(environ: dict[str, str]) -> dict[str, str]:
     """The environment of a new user's shell: none of the project's or Dagster's settings."""
     return {k: v for k, v in environ.items() if not k.startswith(("DAGSTER", "DATASET_ASSETS"))}
+
+
+def run_in_shell(script: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`script` in bash, stopping at the first failing command, as a new user's shell runs it."""
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=user_env(dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -16,7 +16,7 @@ import pytest
 from dataset_assets.messaging import KafkaResource
 from dataset_assets.stages.tracking import STAGES
 from dataset_assets.storage.metadata import MetadataStore, connect
-from dataset_assets_tests.readme import readme_blocks, user_env, venv
+from dataset_assets_tests.readme import readme_blocks, run_in_shell, user_env, venv
 from dataset_assets_tests.servers import free_port, read_topic, stop
 
 CHROMIUM = "/usr/bin/chromium"
@@ -102,14 +102,7 @@ def test_the_readme_submits_and_watches_a_request_which_shows_in_the_ui_and_the_
     stack, tmp_path
 ):
     port, env, process = stack
-    watched = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", readme_blocks()["local-stack"]],
-        cwd=tmp_path,
-        env=user_env(dict(os.environ)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    watched = run_in_shell(readme_blocks()["local-stack"], tmp_path, timeout=300)
     assert watched.returncode == 0, watched.stdout + watched.stderr
     lines = watched.stdout.splitlines()
     assert lines[0] == "sample_images"

@@ -5,8 +5,6 @@ block runs in `test_local_stack.py`, against the servers that test starts.
 """
 
 import json
-import os
-import subprocess
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
@@ -17,7 +15,7 @@ from dataset_assets_tests.readme import (
     ROOT,
     copy_repository,
     readme_blocks,
-    user_env,
+    run_in_shell,
     venv_is_current,
 )
 from dataset_assets_tests.servers import start_dagster_dev
@@ -40,14 +38,7 @@ def test_quick_start_command_and_dagster_blocks_run_as_written(tmp_path):
     clone = copy_repository(tmp_path / "clone")
     blocks = readme_blocks()
     script = "\n".join(blocks[name] for name in ("quick-start", "command", "job-execute"))
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=clone,
-        env=user_env(dict(os.environ)),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_in_shell(script, clone)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     out = done.stdout
     assert "quality score" in out and "request sample-demo: " in out
@@ -73,14 +64,8 @@ def _ui_environment(clone) -> dict[str, str]:
     """The settings the UI block's lines before its last, `dagster dev`, leave in bash."""
     *exports, command = readme_blocks()["ui"].strip().splitlines()
     assert command == "dagster dev -m dataset_assets.definitions"
-    shell = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", "\n".join([*exports, "env -0"])],
-        cwd=clone,
-        env=user_env(dict(os.environ)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    shell = run_in_shell("\n".join([*exports, "env -0"]), clone)
+    assert shell.returncode == 0, shell.stderr
     pairs = (item.split("=", 1) for item in shell.stdout.split("\0") if "=" in item)
     return {k: v for k, v in pairs if k.startswith(("DAGSTER", "DATASET_ASSETS"))}
 
@@ -91,21 +76,10 @@ def test_dagster_job_backfill_runs_three_datasets_with_no_config(tmp_path):
     clone = copy_repository(tmp_path / "clone")
     env = _ui_environment(clone)
     assert env["DAGSTER_HOME"] == str(clone / ".dataset_assets" / "dagster")
-    subprocess.run(  # what the quick start left behind
-        ["bash", "-c", "source .venv/bin/activate && dataset-assets sample sample_images"],
-        cwd=clone,
-        env=user_env(dict(os.environ)),
-        check=True,
-    )
+    sample = run_in_shell("source .venv/bin/activate && dataset-assets sample sample_images", clone)
+    assert sample.returncode == 0, sample.stderr  # what the quick start left behind
     with start_dagster_dev(env, cwd=clone):
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", readme_blocks()["backfill"]],
-            cwd=clone,
-            env=user_env(dict(os.environ)),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        done = run_in_shell(readme_blocks()["backfill"], clone)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     partitions = ["demo-a", "demo-b", "demo-c"]
     for request_id in partitions:
