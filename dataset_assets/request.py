@@ -183,12 +183,14 @@ class DedupConfig(Config):
         default=6,
         ge=0,
         le=32,
-        description="Perceptual-hash distance (bits) that counts as a near duplicate outright.",
+        description="Perceptual-hash distance (bits) that counts as a near duplicate outright "
+        "when verify is false.",
     )
     verify: bool = pydantic.Field(
         default=True,
-        description="Confirm hash neighbours up to candidate_radius by keypoint matching: "
-        "finds crops, rotations, flips and overlays that hashes alone miss.",
+        description="Count hash neighbours up to candidate_radius only once keypoint matching "
+        "(or intensity alignment, for smooth pictures) confirms them: finds crops, rotations, "
+        "flips and overlays that hashes alone miss, and drops look-alikes they do not.",
     )
     candidate_radius: int = pydantic.Field(
         default=12, ge=0, le=20, description="Hash distance (bits) of the pairs verified."

@@ -10,7 +10,11 @@ candidates and confirms each pair here, on small grey copies of both images:
 3. the second image is warped onto the first with that transform and the two are compared pixel
    by pixel (Pearson correlation of blurred copies, so brightness, contrast and re-compression do
    not count): different photos of one scene or object (a stereo pair, a building from two
-   places) fit a transform on a few matched corners but do not line up as a whole.
+   places) fit a transform on a few matched corners but do not line up as a whole;
+4. smooth pictures (a fruit on white, a depth map, a defocused shot) have too few corners for
+   step 1, so when either side has fewer than `FEW_KEYPOINTS` the copies are aligned by their
+   intensities instead (OpenCV's ECC, started from the crop windows the candidates came from),
+   and step 3 decides under the same threshold if the fitted map is a near-similarity.
 
 A confirmed pair comes back as `Evidence` (method, inliers, correlation, rotation, scale,
 overlap) that the image record keeps. Each check costs a few milliseconds, so the stage verifies
@@ -28,6 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from dataset_assets.imaging.hashing import WINDOWS
 from dataset_assets.imaging.inspect import flatten
 
 METHOD = "orb-ransac"
@@ -42,17 +47,32 @@ comparison then rejects."""
 
 MIN_CORRELATION = 0.9
 """Median correlation of 8x8 blocks after alignment: edited copies score 0.94 to 1, other photos
-of the same scene (stereo pairs, another viewpoint) 0.4 to 0.87."""
+of the same scene (stereo pairs, another viewpoint) 0.4 to 0.87. After intensity alignment of
+smooth pictures (bench/README.md: chosen on one half of the benchmark, checked on the other)
+copies scored 0.95 to 1 and other pictures at most 0.8."""
 
 MIN_OVERLAP = 0.5
 """Share of the smaller image the other must cover after alignment."""
+
+ALIGNED_METHOD = "ecc-aligned"
+FEW_KEYPOINTS = 100
+"""Below this many keypoints on either side, a pair the keypoints do not confirm is aligned by
+intensity instead: smooth pictures have too few corners to agree on a transform."""
+
+MIN_BLOCKS = 2
+"""Textured blocks the aligned comparison needs: a caption bar alone must not decide it."""
+
+_ALIGN_SIDE = 96
+_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
+_MAX_ANISOTROPY = 0.05
+_MIN_SCALE = 0.5
 
 _REPROJECTION_PX = 4.0
 # Below OpenCV's default (20) so that smooth photos (fruit, sky) still yield keypoints.
 _FAST_THRESHOLD = 10
 _COMPARE_SIDE = 64
 _BLOCK = 8
-_FLAT_BLOCK = 25.0
+_FLAT_BLOCK = 25.0  # grey-level variance under which a block is flat
 
 cv2.setNumThreads(1)
 
@@ -106,7 +126,18 @@ def keypoints(image: Image.Image, *, mirrored: bool = False) -> Keypoints:
 
 
 def verify(first: Keypoints, second: Keypoints) -> Evidence | None:
-    """Evidence that `second` is an edited copy of `first` (or the reverse), or None."""
+    """Evidence that `second` is an edited copy of `first` (or the reverse), or None.
+
+    Keypoints first; when either image has fewer than `FEW_KEYPOINTS` (smooth pictures: a fruit
+    on white, a sky, a depth map) and they do not settle it, intensity alignment decides.
+    """
+    evidence = _match_keypoints(first, second)
+    if evidence is None and min(len(first.points), len(second.points)) < FEW_KEYPOINTS:
+        evidence = _match_intensities(first, second)
+    return evidence
+
+
+def _match_keypoints(first: Keypoints, second: Keypoints) -> Evidence | None:
     if first.descriptors is None or second.descriptors is None:
         return None
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
@@ -121,31 +152,127 @@ def verify(first: Keypoints, second: Keypoints) -> Evidence | None:
     count = int(inliers.sum()) if inliers is not None else 0
     if transform is None or count < MIN_INLIERS:
         return None
-    correlation, overlap = _aligned_correlation(first.gray, second.gray, transform)
+    correlation, overlap, _ = _aligned_correlation(first.gray, second.gray, transform)
     if correlation < MIN_CORRELATION or overlap < MIN_OVERLAP:
         return None
-    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
+    return _evidence(METHOD, first, second, transform, correlation, overlap, count, len(matches))
+
+
+def _match_intensities(first: Keypoints, second: Keypoints) -> Evidence | None:
+    """Align the grey copies directly (ECC, affine) from each way one could be a crop of the
+    other, and accept a near-similarity transform under which they agree block by block.
+
+    The starting points are the hypotheses that made the pair a candidate: the whole pictures,
+    or one picture against a window (`WINDOWS`) of the other.
+    """
+    a, b = _small(first.gray), _small(second.gray)
+    best: tuple[float, np.ndarray] | None = None
+    for start in _hypotheses(a.shape, b.shape):
+        try:
+            score, warp = cv2.findTransformECC(
+                a, b, start, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 1
+            )
+        except cv2.error:  # did not converge
+            continue
+        if best is None or score > best[0]:
+            best = (score, warp)
+    if best is None:
+        return None
+    warp = best[1].astype(np.float64)
+    # From the small copies' pixels to the grey copies' (both sides scaled independently).
+    scale_a = first.gray.shape[1] / a.shape[1]
+    scale_b = second.gray.shape[1] / b.shape[1]
+    transform = np.hstack((warp[:, :2] * scale_b / scale_a, warp[:, 2:] * scale_b))
+    if not _near_similarity(transform):
+        return None
+    correlation, overlap, blocks = _aligned_correlation(first.gray, second.gray, transform)
+    if correlation < MIN_CORRELATION or overlap < MIN_OVERLAP or blocks < MIN_BLOCKS:
+        return None
+    return _evidence(ALIGNED_METHOD, first, second, transform, correlation, overlap, 0, 0)
+
+
+def _small(gray: np.ndarray) -> np.ndarray:
+    scale = _ALIGN_SIDE / max(gray.shape)
+    size = (max(_BLOCK, round(gray.shape[1] * scale)), max(_BLOCK, round(gray.shape[0] * scale)))
+    small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(small, (0, 0), 1.0).astype(np.float32)
+
+
+def _hypotheses(first: tuple[int, int], second: tuple[int, int]) -> list[np.ndarray]:
+    """Affine maps from `first`'s pixels to `second`'s: whole onto whole, whole onto each window
+    of the other, each window onto the other whole."""
+    whole = (0.0, 0.0, 1.0, 1.0)
+    pairs = [(whole, whole)]
+    for window in WINDOWS:
+        pairs += [(whole, window), (window, whole)]
+    return [_box_map(first, second, source, target) for source, target in pairs]
+
+
+def _box_map(
+    first: tuple[int, int],
+    second: tuple[int, int],
+    source: tuple[float, float, float, float],
+    target: tuple[float, float, float, float],
+) -> np.ndarray:
+    """The axis-aligned map taking box `source` of an image of shape `first` onto box `target`
+    of one of shape `second` (boxes as shares of the sides: left, top, right, bottom)."""
+    (h1, w1), (h2, w2) = first, second
+    sx = (target[2] - target[0]) * w2 / ((source[2] - source[0]) * w1)
+    sy = (target[3] - target[1]) * h2 / ((source[3] - source[1]) * h1)
+    return np.array(
+        [
+            [sx, 0, target[0] * w2 - sx * source[0] * w1],
+            [0, sy, target[1] * h2 - sy * source[1] * h1],
+        ],
+        dtype=np.float32,
+    )
+
+
+def _near_similarity(transform: np.ndarray) -> bool:
+    """Rotation, uniform scale and shift only (within `_MAX_ANISOTROPY`), as edits produce: a
+    second view of a scene needs shear or perspective, an unrelated picture anything."""
+    columns = transform[:, :2]
+    sx, sy = np.hypot(columns[0, 0], columns[1, 0]), np.hypot(columns[0, 1], columns[1, 1])
+    shear = abs(float(columns[:, 0] @ columns[:, 1])) / (sx * sy)
+    return (
+        abs(sx / sy - 1) <= _MAX_ANISOTROPY
+        and shear <= _MAX_ANISOTROPY
+        and _MIN_SCALE <= sx <= 1 / _MIN_SCALE
+    )
+
+
+def _evidence(
+    method: str,
+    first: Keypoints,
+    second: Keypoints,
+    transform: np.ndarray,
+    correlation: float,
+    overlap: float,
+    inliers: int,
+    matches: int,
+) -> Evidence:
     return Evidence(
-        method=METHOD,
-        inliers=count,
-        matches=len(matches),
+        method=method,
+        inliers=inliers,
+        matches=matches,
         correlation=round(correlation, 4),
         overlap=round(overlap, 4),
         rotation=round(float(np.degrees(np.arctan2(-transform[1, 0], transform[0, 0]))), 2),
-        scale=round(scale, 4),
+        scale=round(float(np.hypot(transform[0, 0], transform[1, 0])), 4),
         flipped=first.mirrored != second.mirrored,
     )
 
 
 def _aligned_correlation(
     first: np.ndarray, second: np.ndarray, transform: np.ndarray
-) -> tuple[float, float]:
-    """Median block correlation of `second` warped onto `first`, and the share covered.
+) -> tuple[float, float, int]:
+    """Median block correlation of `second` warped onto `first`, the share covered, and how
+    many blocks had enough texture to count.
 
     The median over `_BLOCK`-pixel blocks of a `_COMPARE_SIDE` copy, not one correlation over
     the whole overlap: a caption bar or a watermark spoils a few blocks, while a different view
-    of the scene (parallax, perspective) spoils most of them. Flat blocks carry no evidence either
-    way and are skipped.
+    of the scene (parallax, perspective) spoils most of them. Blocks flat in both images carry no
+    evidence either way and are skipped; a block flat in one image only is a disagreement.
     """
     height, width = first.shape
     warped = cv2.warpAffine(
@@ -173,10 +300,12 @@ def _aligned_correlation(
                 continue
             p, q = a[window][inner], b[window][inner]
             p, q = p - p.mean(), q - q.mean()
-            energy = float(np.sqrt((p * p).sum() * (q * q).sum()))
-            if energy > _FLAT_BLOCK * inner.sum():
-                correlations.append(float((p * q).sum()) / energy)
-    return (float(np.median(correlations)) if correlations else 0.0), float(overlap)
+            energies = float((p * p).sum()), float((q * q).sum())
+            if max(energies) > _FLAT_BLOCK * inner.sum():
+                energy = np.sqrt(energies[0] * energies[1])
+                correlations.append(float((p * q).sum()) / energy if energy else 0.0)
+    median = float(np.median(correlations)) if correlations else 0.0
+    return median, float(overlap), len(correlations)
 
 
 def decode_for_matching(data: bytes) -> Image.Image | None:

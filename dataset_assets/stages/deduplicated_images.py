@@ -201,16 +201,19 @@ def _with_method(rows: np.ndarray, method: str) -> tuple[np.ndarray, list[dict[s
 def _near_pairs(
     table: HashTable, config: DedupConfig, verifier: Verifier | None
 ) -> list[tuple[np.ndarray, list[dict[str, Any]]]]:
-    """Near pairs with their evidence: hash matches within `threshold`, then verified ones."""
+    """Near pairs with their evidence.
+
+    Without verification, pairs within `threshold` bits of perceptual hash. With it, every hash
+    neighbour up to `candidate_radius` (those within `threshold` too: quarters of one dark
+    photo or two frames of a video hash alike) counts only once the verifier confirms it.
+    """
     with_hash = np.flatnonzero(table.has_perceptual)
     perceptual = table.perceptual[with_hash]
-    close = find_near_duplicate_pairs(perceptual, config.threshold)
-    distance = np.bitwise_count(perceptual[close[:, 0]] ^ perceptual[close[:, 1]])
-    found = [
-        (with_hash[close], [{"method": "phash", "distance": int(d)} for d in distance.tolist()])
-    ]
     if verifier is None or not config.verify or config.candidate_radius <= config.threshold:
-        return found
+        close = find_near_duplicate_pairs(perceptual, config.threshold)
+        distance = np.bitwise_count(perceptual[close[:, 0]] ^ perceptual[close[:, 1]])
+        records = [{"method": "phash", "distance": int(d)} for d in distance.tolist()]
+        return [(with_hash[close], records)]
     candidates = candidate_pairs(
         perceptual,
         table.gradient[with_hash],
@@ -219,23 +222,13 @@ def _near_pairs(
         config.candidate_radius,
         config.max_verified_pairs,
     )
-    direct = np.bitwise_count(
-        perceptual[candidates.pairs[:, 0]] ^ perceptual[candidates.pairs[:, 1]]
-    )
-    todo = np.flatnonzero((direct > config.threshold) | candidates.flipped)
-    rows = with_hash[candidates.pairs[todo]]
-    results = verifier(rows, candidates.flipped[todo])
+    rows = with_hash[candidates.pairs]
+    results = verifier(rows, candidates.flipped)
     confirmed = [k for k, result in enumerate(results) if result is not None]
-    found.append(
-        (
-            rows[confirmed].reshape(-1, 2),
-            [
-                {**results[k].as_record(), "hash_distance": int(candidates.distance[todo[k]])}
-                for k in confirmed
-            ],
-        )
-    )
-    return found
+    records = [
+        {**results[k].as_record(), "hash_distance": int(candidates.distance[k])} for k in confirmed
+    ]
+    return [(rows[confirmed].reshape(-1, 2), records)]
 
 
 def _member_evidence(
