@@ -204,7 +204,8 @@ class DedupConfig(Config):
     keep: Literal["best", "earliest"] = pydantic.Field(
         default="best",
         description="best = the likely original: most pixels, then lossless or highest JPEG "
-        "quality, then most bytes per pixel, then sharpest; earliest = first by source path.",
+        "quality, then most bytes per pixel, then not a rotation or crop of another, then "
+        "sharpest; earliest = first by source path.",
     )
     max_duplicate_ratio: float | None = _max_ratio("duplicates", "duplicate_ratio")
     against: list[str] = pydantic.Field(

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from dataset_assets.imaging.encoding import LOSSLESS, encoding_quality
+from dataset_assets.imaging.inspect import inspect_image
 from dataset_assets.imaging.verify import (
     ALIGNED_METHOD,
     FEW_KEYPOINTS,
@@ -17,6 +18,8 @@ from dataset_assets.imaging.verify import (
     keypoints,
     verify,
 )
+from dataset_assets.request import DedupConfig
+from dataset_assets.stages.deduplicated_images import HashTable, find_clusters
 from dataset_assets_tests.photos import photo as skimage_photo
 
 PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
@@ -150,3 +153,50 @@ def test_lossless_files_rank_above_any_jpeg():
     buffer = io.BytesIO()
     photo("chelsea").save(buffer, "PNG")
     assert encoding_quality(Image.open(buffer)) == LOSSLESS
+
+
+GEOMETRIC_EDITS = {
+    "rotate": lambda image: image.rotate(3, Image.Resampling.BICUBIC),
+    "rotate back": lambda image: image.rotate(-2, Image.Resampling.BICUBIC),
+    "crop": crop,
+    "crop resized back": lambda image: crop(image).resize(image.size, Image.Resampling.LANCZOS),
+}
+
+
+def table_of(files: list[bytes]) -> HashTable:
+    """The dedup stage's table for `files`, from validation's own inspection of each."""
+    rows = []
+    for index, data in enumerate(files):
+        found = inspect_image(data, f"{index}.jpg")
+        validation = {
+            "phash": found.perceptual_hash,
+            "mirror_hash": found.mirror_hash,
+            "gradient_hash": found.gradient_hash,
+            "window_hashes": found.window_hashes,
+            "pixel_hash": found.pixel_hash,
+            "encoding_quality": found.encoding_quality,
+            "width": found.width,
+            "height": found.height,
+            "sharpness": found.sharpness,
+        }
+        row = {"image_id": f"{index}", "size_bytes": len(data), "validation": validation}
+        rows.append((0, row))
+    return HashTable.from_rows(rows)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_the_rotated_or_cropped_copy_loses_even_at_the_same_encoding(name):
+    """Copies saved at the original's own quality: pixels and encoding cannot tell them apart,
+    the frames can (a rotation's filled corners, a crop's missing margins)."""
+    original = photo(name)
+    for edit, make in GEOMETRIC_EDITS.items():
+        files = [jpeg(make(original), 92), jpeg(original, 92)]
+        verifier = PairVerifier(lambda index, files=files: files[index], workers=1)
+        (cluster,) = find_clusters(table_of(files), DedupConfig(), verifier)
+        assert cluster["keeper"] == 1, edit
+        (member,) = cluster["members"]
+        assert member["evidence"]["edited"] is True, edit
+    for edit in ("flip", "brightened"):
+        copy = Image.open(io.BytesIO(EDITS[edit](original)))
+        evidence = verify(keypoints(original), keypoints(copy, mirrored=edit == "flip"))
+        assert evidence is not None and evidence.edited is None, edit

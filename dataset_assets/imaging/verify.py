@@ -65,6 +65,11 @@ MIN_BLOCKS = 2
 _ALIGN_SIDE = 96
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
 _MAX_ANISOTROPY = 0.05
+# Area beyond the other frame that counts (a 2 degree rotation leaves 0.5%), its distance from
+# that frame, and the spread of grey levels that separates picture from a flat fill.
+_MIN_BEYOND = 0.002
+_BEYOND_MARGIN = 3
+_PICTURE_SPREAD = 4.0
 _MIN_SCALE = 0.5
 
 _REPROJECTION_PX = 4.0
@@ -99,6 +104,9 @@ class Evidence:
     rotation: float  # degrees, counter-clockwise from the first image to the second
     scale: float  # second image's size over the first's, in the grey copies
     flipped: bool
+    edited: int | None = None
+    """Which image is the rotated or cropped one (0 the first, 1 the second), when the frames
+    tell: see `edited_side`."""
 
     def as_record(self) -> dict[str, object]:
         return asdict(self)
@@ -260,7 +268,50 @@ def _evidence(
         rotation=round(float(np.degrees(np.arctan2(-transform[1, 0], transform[0, 0]))), 2),
         scale=round(float(np.hypot(transform[0, 0], transform[1, 0])), 4),
         flipped=first.mirrored != second.mirrored,
+        edited=edited_side(first.gray, second.gray, transform),
     )
+
+
+def edited_side(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> int | None:
+    """0 or 1 when that grey copy is a rotation or a crop of the other, else None.
+
+    `transform` maps `first`'s pixels onto `second`'s. Each image's area beyond the other's frame
+    tells: a crop has none, a rotated copy's is the flat fill of its corners, while the source's
+    is picture (the margins cut away, the corners rotated out). A flip, a re-save or a recolouring
+    leaves no area beyond either frame, and a picture on a plain background leaves flat margins
+    on both sides: no side is told.
+    """
+    height, width = first.shape
+    covered_first = cv2.warpAffine(
+        np.full(second.shape, 255, np.uint8),
+        transform,
+        (width, height),
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+    )
+    covered_second = cv2.warpAffine(
+        np.full(first.shape, 255, np.uint8),
+        transform,
+        second.shape[::-1],
+        flags=cv2.INTER_NEAREST,
+    )
+    beyond = [_spread_beyond(first, covered_first), _spread_beyond(second, covered_second)]
+    for side in (0, 1):
+        mine, other = beyond[side], beyond[1 - side]
+        if (mine is None or mine < _PICTURE_SPREAD) and (other or 0) >= _PICTURE_SPREAD:
+            return side
+    return None
+
+
+def _spread_beyond(gray: np.ndarray, covered: np.ndarray) -> float | None:
+    """How much `gray` varies where `covered` is 0, kept clear of the frame edge: the median
+    absolute deviation of its grey levels (0 for a fill, whatever a few stray pixels do); None
+    when that area is under `_MIN_BEYOND` of the image."""
+    edge = np.ones((2 * _BEYOND_MARGIN + 1,) * 2, np.uint8)
+    beyond = cv2.dilate(covered, edge) == 0
+    if beyond.mean() < _MIN_BEYOND:
+        return None
+    levels = gray[beyond].astype(np.float32)
+    return float(np.median(np.abs(levels - np.median(levels))))
 
 
 def _aligned_correlation(

@@ -36,6 +36,9 @@ PASSED = ("valid", "unique", "duplicate")
 
 _KEY_BATCH = 500
 
+_BYTES_PER_PIXEL_TOLERANCE = 1.1
+"""Bytes per pixel within 10% of the most rank alike for `keep: best`: the next criteria decide."""
+
 CLUSTER_FIELDS = ("cluster", "cluster_kind", "duplicate_of", "distance", "evidence")
 
 
@@ -163,9 +166,12 @@ def find_clusters(
         accepted.extend(_near_pairs(table, config, verifier))
     pairs = np.concatenate([rows for rows, _ in accepted]) if n else np.empty((0, 2), np.int64)
     evidence: dict[tuple[int, int], dict[str, Any]] = {}
+    edited: set[int] = set()
     for rows, records in accepted:
         for (i, j), record in zip(rows.tolist(), records, strict=True):
             evidence.setdefault((min(i, j), max(i, j)), record)
+            if record.get("edited") is not None:
+                edited.add((i, j)[record["edited"]])
     labels = cluster_pairs(n, pairs)
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
@@ -173,7 +179,7 @@ def find_clusters(
     for members in np.split(order, bounds):
         if members.size < 2 or table.origin[members].min() > 0:
             continue
-        keeper = _keeper(table, members, config.keep)
+        keeper = _keeper(table, members, config.keep, edited)
         clusters.append(
             {
                 "keeper": int(keeper),
@@ -234,42 +240,45 @@ def _near_pairs(
 def _member_evidence(
     evidence: dict[tuple[int, int], dict[str, Any]], keeper: int, member: int, members: np.ndarray
 ) -> dict[str, Any] | None:
-    """What matched `member` to the keeper, or to the cluster member it was matched with."""
-    direct = evidence.get((min(keeper, member), max(keeper, member)))
-    if direct is not None:
-        return direct
-    for other in members.tolist():
-        record = evidence.get((min(other, member), max(other, member)))
-        if other != member and record is not None:
-            return {**record, "matched": int(other)}
+    """What matched `member` to the keeper, or to the cluster member it was matched with.
+
+    `edited` says whether `member` is the rotated or cropped side of that pair (None: not told).
+    """
+    others = [keeper, *(other for other in members.tolist() if other not in (keeper, member))]
+    for other in others:
+        pair = (min(other, member), max(other, member))
+        record = evidence.get(pair)
+        if record is None:
+            continue
+        if record.get("edited") is not None:
+            record = {**record, "edited": pair[record["edited"]] == member}
+        return record if other == keeper else {**record, "matched": int(other)}
     return None
 
 
-def _keeper(table: HashTable, members: np.ndarray, policy: str) -> int:
+def _keeper(table: HashTable, members: np.ndarray, policy: str, edited: set[int]) -> int:
     """best: the copy most likely to be the source; earliest: first by source path.
 
     The source has the most pixels (crops and downscales have fewer), then the best encoding
     (lossless, else the highest estimated JPEG quality: re-saves lose quality), then the most
-    bytes per pixel; sharpness only breaks what is left, because compression artefacts read as
-    sharp. An image of a dataset already built always wins: this dataset must not repeat it.
+    bytes per pixel (within `_BYTES_PER_PIXEL_TOLERANCE` of the most: one picture saved twice at
+    one quality differs by a few percent), then not the side verification found rotated or
+    cropped (`edited`); sharpness only breaks what is left, because compression artefacts read
+    as sharp, and source order what sharpness leaves.
+    An image of a dataset already built always wins: this dataset must not repeat it.
     """
     external = members[table.origin[members] > 0]
     if external.size:
         return int(external.min())
     if policy == "earliest":
         return int(members.min())
-    return int(
-        min(
-            members,
-            key=lambda i: (
-                -table.area[i],
-                -table.quality[i],
-                -table.size_bytes[i] / max(int(table.area[i]), 1),
-                -table.sharpness[i],
-                i,
-            ),
-        )
-    )
+    left = members[table.area[members] == table.area[members].max()]
+    left = left[table.quality[left] == table.quality[left].max()]
+    bytes_per_pixel = table.size_bytes[left] / np.maximum(table.area[left], 1)
+    left = left[bytes_per_pixel * _BYTES_PER_PIXEL_TOLERANCE >= bytes_per_pixel.max()]
+    unedited = np.array([i for i in left.tolist() if i not in edited], dtype=np.int64)
+    left = unedited if unedited.size else left
+    return int(left[np.argmax(table.sharpness[left])])
 
 
 def _kind(table: HashTable, keeper: int, other: int) -> str:
