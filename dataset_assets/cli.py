@@ -234,7 +234,10 @@ def _run(args: argparse.Namespace) -> int:
     resources = resources_from_env(operator=True)
     store = resources["metadata"].store
     job = build_definitions(resources).resolve_job_def("process_dataset")
-    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    # The failure is printed as one line below; Dagster's own error events (with their stack
+    # traces) only with --verbose.
+    level = "ERROR" if args.verbose else "CRITICAL"
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     print(f"request {request.id}: {request.dataset_key}")
     done = threading.Event()
     watcher = threading.Thread(target=_show_progress, args=(request.id, done), daemon=True)

@@ -108,13 +108,15 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
     assert not (project / ".dataset_assets" / "blobs").exists()
 
 
-def test_failed_run_reports_the_stage_and_reason(project, sample_dir, capsys):
-    code = main(["run", str(sample_dir), "--mode", "strict", "--request-id", "strict", "--json"])
-    assert code == 1
-    out, err = capsys.readouterr()
-    assert "strict validation: 3 rejected image(s)" in err
-    assert "validated_images" in err
-    assert "error" in json.loads(out.strip().splitlines()[-1])
+def test_failed_run_reports_the_stage_and_reason_in_one_line(project, sample_dir):
+    args = ("run", str(sample_dir), "--mode", "strict", "--request-id", "strict", "--json")
+    failed = _command(*args, cwd=project)
+    assert failed.returncode == 1
+    (line,) = failed.stderr.splitlines()  # no Dagster error events or stack traces before it
+    assert line.startswith("error: validated_images: strict validation: 3 rejected image(s)")
+    assert "error" in json.loads(failed.stdout.strip().splitlines()[-1])
+    verbose = _command("--verbose", *args, cwd=project)
+    assert "STEP_FAILURE" in verbose.stderr and "Traceback" in verbose.stderr
 
 
 def test_prepare_then_dagster_job_execute_runs_the_partition(project, sample_dir):

@@ -53,6 +53,11 @@ PARTITIONS = """{
     }
   }
 }"""
+CHECK_RESULTS = """{
+  assetCheckExecutions(
+    assetKey: {path: ["validated_images"]}, checkName: "invalid_ratio", limit: 10
+  ) { partition status evaluation { description } }
+}"""
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -145,6 +150,11 @@ def test_backfill_reexecution_and_a_ui_rebuild_need_no_config(registered, sample
     for stage in STAGES:  # the failed dataset is its own partition: the others stay green
         assert sorted(statuses[stage]["materializedPartitions"]) == partitions
         assert statuses[stage]["failedPartitions"] in ([], ["late"])
+    checks = {row["partition"]: row for row in graphql(port, CHECK_RESULTS)["assetCheckExecutions"]}
+    assert checks["late"]["status"] == "EXECUTION_FAILED"  # the failed dataset's run, by partition
+    for partition in partitions:  # each dataset's own result, with why
+        assert checks[partition]["status"] == "SUCCEEDED"
+        assert "3 of 28 images rejected" in checks[partition]["evaluation"]["description"]
     assert main(["status", "late"]) == 0  # the reason, read from the run the daemon launched
     assert (
         f"error: raw_images: request 'late': no files found in '{late}'" in capsys.readouterr().out
