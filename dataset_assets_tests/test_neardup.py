@@ -5,11 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
+from dataset_assets.imaging.candidates import MIRROR_RADIUS, candidate_pairs
+from dataset_assets.imaging.hashing import CENTRE, WINDOWS
 from dataset_assets.imaging.neardup import (
     _plan,
     _search,
     cluster_pairs,
     find_near_duplicate_pairs,
+    find_near_pairs_between,
     hamming_distance,
     hash_to_int,
     int_to_hex,
@@ -218,3 +221,57 @@ def test_edited_jpeg_copy_clusters_with_its_original_and_other_scenes_stay_apart
 
     assert 0 < hamming_distance(hashes[1], hashes[4]) <= 6
     assert labels.tolist() == [0, 1, 2, 3, 1]
+
+
+@pytest.mark.parametrize("threshold", [0, 6, 12])
+def test_lookups_between_two_sets_equal_brute_force(threshold: int) -> None:
+    rng = np.random.default_rng(20 + threshold)
+    hashes = random_hashes(3000, rng, one_bit_share=0.3)
+    queries = random_hashes(5000, rng, one_bit_share=0.3)
+    targets = iter(rng.permutation(np.arange(100, 5000)))
+    for distance in range(threshold + 2):
+        for source in rng.choice(3000, size=20, replace=False):
+            queries[next(targets)] = flip_bits(hashes[source], distance, rng)
+    queries[:50] = queries[50:100]
+
+    pairs = find_near_pairs_between(hashes, queries, threshold)
+
+    distances = np.bitwise_count(hashes[:, None] ^ queries[None, :])
+    np.testing.assert_array_equal(pairs, np.argwhere(distances <= threshold))
+    assert len(pairs) >= 20 * (threshold + 1)
+
+
+def test_lookups_between_an_empty_set_and_another_find_nothing() -> None:
+    hashes = random_hashes(10, np.random.default_rng(5))
+    for pair in ((hashes, hashes[:0]), (hashes[:0], hashes)):
+        found = find_near_pairs_between(*pair, 6)
+        assert found.shape == (0, 2) and found.dtype == np.int64
+
+
+def test_candidates_are_every_pair_some_hash_or_lookup_brings_within_its_radius() -> None:
+    rng = np.random.default_rng(31)
+    n, radius = 1500, 10
+    perceptual, gradient = random_hashes(n, rng, 0.3), random_hashes(n, rng, 0.3)
+    windows = random_hashes(n * len(WINDOWS), rng, 0.3).reshape(n, len(WINDOWS))
+    mirror = random_hashes(n, rng, 0.3)
+    for copy, original in enumerate(rng.choice(n, size=100, replace=False)):
+        perceptual[copy] = flip_bits(perceptual[original], int(rng.integers(0, radius + 3)), rng)
+        windows[copy, copy % len(WINDOWS)] = flip_bits(perceptual[original], radius, rng)
+        mirror[copy] = flip_bits(perceptual[original], int(rng.integers(0, radius + 1)), rng)
+
+    found = candidate_pairs(perceptual, gradient, windows, mirror, radius, 10**9)
+
+    def close(a: np.ndarray, b: np.ndarray, limit: int) -> np.ndarray:
+        return np.bitwise_count(a[:, None] ^ b[None, :]) <= limit
+
+    expected = close(perceptual, perceptual, radius) | close(gradient, gradient, radius)
+    expected |= close(windows[:, CENTRE], windows[:, CENTRE], radius)
+    for column in windows.T:
+        expected |= close(perceptual, column, radius)
+    expected |= close(perceptual, mirror, MIRROR_RADIUS)
+    expected |= expected.T
+    np.testing.assert_array_equal(found.pairs, np.argwhere(np.triu(expected, 1)))
+    mirrored = close(perceptual, mirror, MIRROR_RADIUS)
+    mirrored |= mirrored.T
+    first, second = found.pairs[found.flipped].T
+    assert found.flipped.any() and mirrored[first, second].all()

@@ -50,6 +50,10 @@ WINDOWS = (
 """Windows (left, top, right, bottom as shares of the side) hashed for crop matching: the four
 corners and the centre, each 90% of the width and height."""
 
+CENTRE = WINDOWS.index((0.05, 0.05, 0.95, 0.95))
+"""The centre window: it leaves out the corners a rotation fills, so the centre hashes of a photo
+and of its rotated copy stay close where their whole-image hashes drift apart."""
+
 
 def window_hashes(image: Image.Image, kind: HashKind = "phash") -> list[str]:
     """`perceptual_hash` of each of the `WINDOWS` of `image`.

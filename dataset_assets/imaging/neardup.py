@@ -95,6 +95,27 @@ def find_near_duplicate_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
     return _search(values, limit, _plan(values.size, limit))
 
 
+def find_near_pairs_between(hashes: np.ndarray, queries: np.ndarray, threshold: int) -> np.ndarray:
+    """Return every `(i, q)` with `hashes[i]` at most `threshold` bits from `queries[q]`.
+
+    The same multi-index search, with the index built on `hashes` only and each query looked up
+    in it: pairs within `hashes` or within `queries` are never enumerated. The result is an
+    int64 array of shape `(k, 2)`, unique and sorted, exactly what comparing every hash with
+    every query would give.
+    """
+    values = _as_hash_array(hashes)
+    asked = _as_hash_array(queries)
+    limit = _checked_threshold(threshold)
+    if values.size == 0 or asked.size == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    chunks = _plan(values.size, limit)
+    found = [np.empty(0, dtype=np.int64)]
+    for index in range(len(chunks)):
+        found.extend(_chunk_pairs_between(values, asked, chunks, index, limit))
+    codes = np.sort(np.concatenate(found))
+    return np.stack((codes // asked.size, codes % asked.size), axis=1)
+
+
 def cluster_pairs(n: int, pairs: np.ndarray) -> np.ndarray:
     """Group `n` items into clusters joined by `pairs`, transitively: a~b and b~c make one cluster.
 
@@ -268,3 +289,46 @@ def _chunk_pairs(
             for pair, local in _segments(bucket_sizes[own] * partner_sizes):
                 step, offset = np.divmod(local, partner_sizes[pair])
                 yield verified(bucket_starts[own[pair]] + step, partner_starts[pair] + offset)
+
+
+def _chunk_pairs_between(
+    values: np.ndarray, asked: np.ndarray, chunks: tuple[_Chunk, ...], index: int, limit: int
+) -> Iterator[np.ndarray]:
+    """Yield `(i, q)` pairs first seen in chunk `index`, each encoded as `i * len(asked) + q`.
+
+    Queries sharing a chunk key are looked up once: at most one lookup per key and mask.
+    """
+    chunk = chunks[index]
+    keys = chunk.keys(values)
+    order = np.argsort(keys, kind="stable")
+    sorted_hashes = values[order]
+    table = np.zeros((1 << chunk.bits) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=1 << chunk.bits), out=table[1:])
+    asked_keys = chunk.keys(asked)
+    asked_order = np.argsort(asked_keys, kind="stable")
+    sorted_asked = asked[asked_order]
+    group_keys, group_starts, group_sizes = np.unique(
+        asked_keys[asked_order], return_index=True, return_counts=True
+    )
+    masks = np.concatenate(
+        [np.zeros(1, np.int32), *(group for _, group in _mask_groups(chunk.bits, chunk.radius))]
+    )
+    rows = max(1, _BATCH // masks.size)
+    for row in range(0, group_keys.size, rows):
+        groups = np.arange(row, min(row + rows, group_keys.size))
+        partner_keys = (group_keys[groups, None] ^ masks).ravel()
+        starts = table[partner_keys]
+        sizes = table[partner_keys + 1] - starts
+        hits = np.flatnonzero(sizes)
+        owners, starts, sizes = groups[hits // masks.size], starts[hits], sizes[hits]
+        for pair, local in _segments(group_sizes[owners] * sizes):
+            step, offset = np.divmod(local, sizes[pair])
+            position = starts[pair] + offset
+            query = group_starts[owners[pair]] + step
+            xor = sorted_hashes[position] ^ sorted_asked[query]
+            keep = np.flatnonzero(np.bitwise_count(xor) <= limit)
+            xor, position, query = xor[keep], position[keep], query[keep]
+            for earlier in chunks[:index]:
+                keep = np.flatnonzero(earlier.distances(xor) > earlier.radius)
+                xor, position, query = xor[keep], position[keep], query[keep]
+            yield order[position] * asked.size + asked_order[query]
