@@ -75,7 +75,8 @@ _MIN_SCALE = 0.5
 _REPROJECTION_PX = 4.0
 # Below OpenCV's default (20) so that smooth photos (fruit, sky) still yield keypoints.
 _FAST_THRESHOLD = 10
-_COMPARE_SIDE = 64
+_COMPARE_SIDE = 96
+_MIN_COMPARE_SIDE = 64
 _BLOCK = 8
 _FLAT_BLOCK = 25.0  # grey-level variance under which a block is flat
 
@@ -90,6 +91,7 @@ class Keypoints:
     descriptors: np.ndarray | None  # (n, 32) uint8, None when nothing was found
     gray: np.ndarray  # uint8, long side SIDE
     mirrored: bool = False
+    detail: int = SIDE  # long side of the decoded image: `gray` holds no finer detail
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,13 @@ def keypoints(image: Image.Image, *, mirrored: bool = False) -> Keypoints:
     detector = cv2.ORB_create(FEATURES, fastThreshold=_FAST_THRESHOLD)
     found, descriptors = detector.detectAndCompute(gray, None)
     points = np.array([point.pt for point in found], dtype=np.float32).reshape(-1, 2)
-    return Keypoints(points=points, descriptors=descriptors, gray=gray, mirrored=mirrored)
+    return Keypoints(
+        points=points,
+        descriptors=descriptors,
+        gray=gray,
+        mirrored=mirrored,
+        detail=max(image.size),
+    )
 
 
 def verify(first: Keypoints, second: Keypoints) -> Evidence | None:
@@ -160,7 +168,7 @@ def _match_keypoints(first: Keypoints, second: Keypoints) -> Evidence | None:
     count = int(inliers.sum()) if inliers is not None else 0
     if transform is None or count < MIN_INLIERS:
         return None
-    correlation, overlap, _ = _aligned_correlation(first.gray, second.gray, transform)
+    correlation, overlap, _ = _aligned_correlation(first, second, transform)
     if correlation < MIN_CORRELATION or overlap < MIN_OVERLAP:
         return None
     return _evidence(METHOD, first, second, transform, correlation, overlap, count, len(matches))
@@ -193,7 +201,7 @@ def _match_intensities(first: Keypoints, second: Keypoints) -> Evidence | None:
     transform = np.hstack((warp[:, :2] * scale_b / scale_a, warp[:, 2:] * scale_b))
     if not _near_similarity(transform):
         return None
-    correlation, overlap, blocks = _aligned_correlation(first.gray, second.gray, transform)
+    correlation, overlap, blocks = _aligned_correlation(first, second, transform)
     if correlation < MIN_CORRELATION or overlap < MIN_OVERLAP or blocks < MIN_BLOCKS:
         return None
     return _evidence(ALIGNED_METHOD, first, second, transform, correlation, overlap, 0, 0)
@@ -315,32 +323,35 @@ def _spread_beyond(gray: np.ndarray, covered: np.ndarray) -> float | None:
 
 
 def _aligned_correlation(
-    first: np.ndarray, second: np.ndarray, transform: np.ndarray
+    first: Keypoints, second: Keypoints, transform: np.ndarray
 ) -> tuple[float, float, int]:
     """Median block correlation of `second` warped onto `first`, the share covered, and how
     many blocks had enough texture to count.
 
-    The median over `_BLOCK`-pixel blocks of a `_COMPARE_SIDE` copy, not one correlation over
-    the whole overlap: a caption bar or a watermark spoils a few blocks, while a different view
-    of the scene (parallax, perspective) spoils most of them. Blocks flat in both images carry no
-    evidence either way and are skipped; a block flat in one image only is a disagreement.
+    The median over `_BLOCK`-pixel blocks of a copy `_COMPARE_SIDE` pixels long (or as long as
+    the smaller image, down to `_MIN_COMPARE_SIDE`: a 0.25x copy has no finer detail to agree
+    on), not one correlation over the whole overlap: a caption bar or a watermark spoils a few
+    blocks, while a different view of the scene (parallax, perspective) spoils most of them.
+    Blocks flat in both images carry no evidence either way and are skipped; a block flat in one
+    image only is a disagreement.
     """
-    height, width = first.shape
+    side = max(_MIN_COMPARE_SIDE, min(_COMPARE_SIDE, first.detail, second.detail))
+    height, width = first.gray.shape
     warped = cv2.warpAffine(
-        second, transform, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        second.gray, transform, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     )
     inside = cv2.warpAffine(
-        np.full(second.shape, 255, np.uint8),
+        np.full(second.gray.shape, 255, np.uint8),
         transform,
         (width, height),
         flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
     )
-    scale = _COMPARE_SIDE / max(width, height)
+    scale = side / max(width, height)
     size = (max(_BLOCK, round(width * scale)), max(_BLOCK, round(height * scale)))
-    a = cv2.resize(first, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    a = cv2.resize(first.gray, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     b = cv2.resize(warped, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     mask = cv2.resize(inside, size, interpolation=cv2.INTER_AREA) == 255
-    area = min(first.size, second.size / abs(float(np.linalg.det(transform[:, :2]))))
+    area = min(first.gray.size, second.gray.size / abs(float(np.linalg.det(transform[:, :2]))))
     overlap = min(1.0, np.count_nonzero(mask) * (width * height) / (size[0] * size[1]) / area)
     correlations = []
     for top in range(0, size[1] - _BLOCK + 1, _BLOCK):
