@@ -1,8 +1,18 @@
 """One dynamic partition per dataset request: every stage of a request shares its partition key."""
 
 import re
+import warnings
 
-from dagster import DynamicPartitionsDefinition
+from dagster import DynamicPartitionsDefinition, PreviewWarning
+
+# The quality checks are partitioned like their assets on purpose (one result per request);
+# Dagster 1.13 flags partitioned asset checks as a preview feature on every load. Every module
+# that defines a check imports this one first.
+warnings.filterwarnings(
+    "ignore",
+    message="Specifying a partitions_def on an AssetCheckSpec",
+    category=PreviewWarning,
+)
 
 datasets_partitions = DynamicPartitionsDefinition(name="datasets")
 

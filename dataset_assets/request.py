@@ -24,6 +24,7 @@ from dataset_assets.ingest.sources import unsafe_reason
 from dataset_assets.ingest.urls import DownloadSettings
 from dataset_assets.operations import OperationPipeline
 from dataset_assets.partitions import check_request_id
+from dataset_assets.stages.pools import PROCESS_MIN_IMAGES_PER_WORKER, PoolKind
 
 ValidationMode = Literal["strict", "lenient", "report-only"]
 OutputFormat = Literal["source", "jpeg", "png", "webp"]
@@ -161,7 +162,16 @@ class ValidationConfig(Config):
         description="Images per shard step; never one step per image.",
     )
     workers: int = pydantic.Field(
-        default=0, ge=0, le=64, description="Threads per shard; 0 = one per core."
+        default=0,
+        ge=0,
+        le=64,
+        description="Workers per shard; 0 = one per core. Processes never outnumber the cores.",
+    )
+    pool: PoolKind = pydantic.Field(
+        default="auto",
+        description="Where a shard's images run: processes use every core; auto picks them "
+        f"when a shard has {PROCESS_MIN_IMAGES_PER_WORKER} or more images per worker, else "
+        "threads.",
     )
 
     @pydantic.field_validator("drop_issues")
@@ -244,7 +254,16 @@ class TransformConfig(Config):
         description="Images per shard step; never one step per image.",
     )
     workers: int = pydantic.Field(
-        default=0, ge=0, le=64, description="Threads per shard; 0 = one per core."
+        default=0,
+        ge=0,
+        le=64,
+        description="Workers per shard; 0 = one per core. Processes never outnumber the cores.",
+    )
+    pool: PoolKind = pydantic.Field(
+        default="auto",
+        description="Where a shard's images run: processes use every core; auto picks them "
+        f"when a shard has {PROCESS_MIN_IMAGES_PER_WORKER} or more images per worker, else "
+        "threads.",
     )
 
     @pydantic.field_validator("operations")

@@ -174,7 +174,7 @@ def test_step_outputs_round_trip_through_the_projects_blob_root(
 def test_shard_threads_follow_the_containers_cpu_limit_not_the_nodes_cores(tmp_path):
     import os
 
-    from dataset_assets.stages.sharding import worker_count
+    from dataset_assets.stages.pools import worker_count
 
     cores = len(os.sched_getaffinity(0))
     limit = tmp_path / "cpu.max"

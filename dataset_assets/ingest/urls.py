@@ -43,7 +43,7 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from dataset_assets.ingest.sources import URL_LIST_SUFFIXES, Entry, SourceError
-from dataset_assets.stages.sharding import map_in_pool
+from dataset_assets.stages.pools import map_in_pool
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -16,11 +16,11 @@ class Noise(Operation):
     def apply(self, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         color, alpha = split_alpha(working_image(image))
         pixels = np.asarray(color, dtype=np.float32)
-        noise = rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(
-            self.noise_level * 255
-        )
-        noisy = np.clip(np.rint(pixels + noise), 0, 255).astype(np.uint8)
-        return [with_alpha(Image.fromarray(noisy), alpha)]
+        noise = rng.standard_normal(pixels.shape, dtype=np.float32)
+        noise *= np.float32(self.noise_level * 255)
+        noise += pixels
+        np.clip(np.rint(noise, out=noise), 0, 255, out=noise)
+        return [with_alpha(Image.fromarray(noise.astype(np.uint8)), alpha)]
 
 
 class Blur(Operation):

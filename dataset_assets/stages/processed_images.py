@@ -1,7 +1,6 @@
 """Transform: the request's operations, in order, on every kept image, sharded across workers."""
 
-from io import BytesIO
-from typing import Any
+from functools import partial
 
 from dagster import (
     AssetCheckResult,
@@ -14,99 +13,18 @@ from dagster import (
     graph_asset,
     op,
 )
-from PIL import Image, ImageOps
 
 from dataset_assets.deployment import COORDINATION_STEP_TAGS, SHARD_STEP_TAGS
-from dataset_assets.imaging.inspect import flatten
 from dataset_assets.manifest import Manifest
-from dataset_assets.operations import OperationPipeline, encode_image, format_extension
-from dataset_assets.operations.base import derive_seed
-from dataset_assets.operations.modes import working_image
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import TransformConfig
+from dataset_assets.stages.per_image import transform_crashed, transform_image
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
 from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
 from dataset_assets.stages.tracking import finish_stage
-from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
-
-ROTATED = {5, 6, 7, 8}
-"""EXIF orientations that swap width and height."""
-
-
-def decode(
-    data: bytes, pipeline: OperationPipeline, target_mode: str
-) -> tuple[Image.Image, tuple[int, int] | None]:
-    """Decode for the pipeline: JPEGs straight at a reduced scale when it starts by downscaling.
-
-    Modes are normalised exactly as validation did (16-bit scaled, transparency on white), so
-    the hashes and the outputs describe the same pixels. Returns the oriented image and, when
-    draft mode shrank it, the full size it came from.
-    """
-    image = Image.open(BytesIO(data))
-    source_size = None
-    if image.format == "JPEG":
-        width, height = image.size
-        rotated = image.getexif().get(0x0112) in ROTATED
-        oriented = (height, width) if rotated else (width, height)
-        size = pipeline.draft_size(*oriented)
-        if size:
-            image.draft(image.mode, size[::-1] if rotated else size)
-            source_size = oriented
-    image = ImageOps.exif_transpose(image)
-    if target_mode == "keep":
-        return working_image(image), source_size
-    image = flatten(image)
-    return (image if image.mode == target_mode else image.convert(target_mode)), source_size
-
-
-def output_format(config: TransformConfig, source_format: str | None) -> str:
-    if config.output_format != "source":
-        return config.output_format
-    return {"JPEG": "jpeg", "WEBP": "webp"}.get(source_format or "", "png")
-
-
-def transform_image(
-    doc: dict[str, Any],
-    data: bytes,
-    pipeline: OperationPipeline,
-    config: TransformConfig,
-    blobs: BlobStore,
-    dataset: str,
-) -> dict[str, Any]:
-    """Run the pipeline on one image and store every output; a failure is recorded, not raised."""
-    found = doc.get("validation") or {}
-    try:
-        image, source_size = decode(data, pipeline, found.get("target_mode", "RGB"))
-        seed = derive_seed(config.seed, doc["image_id"])
-        variants = pipeline.apply(image, seed, source_size=source_size)
-    except Exception as error:
-        return {
-            "status": "failed",
-            "reject_reason": "transform_error",
-            "reject_message": f"{doc['source']}: {type(error).__name__}: {error}",
-            "reject_stage": "transform",
-        }
-    outputs = []
-    for variant in variants:
-        fmt = variant.format or output_format(config, found.get("format"))
-        name = "_".join(part for part in (doc["image_id"], variant.suffix) if part)
-        key = f"processed/{dataset}/{pipeline.fingerprint}/{name}.{format_extension(fmt)}"
-        blobs.put_bytes(key, encode_image(variant.image, fmt, variant.quality or config.quality))
-        outputs.append(
-            {
-                "key": key,
-                "suffix": variant.suffix,
-                "width": variant.image.width,
-                "height": variant.image.height,
-                "mode": variant.image.mode,
-                "format": fmt,
-                "seed": variant.seed,
-            }
-        )
-    return {"status": "processed", "outputs": outputs, "ops_fingerprint": pipeline.fingerprint}
 
 
 @op(out=DynamicOut(Shard), retry_policy=METADATA_RETRY, tags=COORDINATION_STEP_TAGS)
@@ -137,15 +55,16 @@ def transform_shard(
     metadata: MetadataStoreResource,
 ) -> dict[str, int]:
     """Transform the shard's images not done yet: a retried shard resumes where it stopped."""
-    dataset = context.partition_key
     config = TransformConfig(**shard.settings)
-    pipeline = config.pipeline
-    blob_store = blobs.store
-
-    def work(doc: dict[str, Any]) -> dict[str, Any]:
-        data = blob_store.get_bytes(doc["blob_key"])
-        return transform_image(doc, data, pipeline, config, blob_store, dataset)
-
+    work = partial(
+        transform_image,
+        pipeline=config.pipeline,
+        seed=config.seed,
+        output=config.output_format,
+        quality=config.quality,
+        blobs=blobs.store,
+        dataset=context.partition_key,
+    )
     return process_shard(
         context,
         metadata.store,
@@ -153,7 +72,9 @@ def transform_shard(
         stage="processed_images",
         fields=("source", "blob_key", "validation"),
         work=work,
+        on_crash=transform_crashed,
         workers=config.workers,
+        pool=config.pool,
     )
 
 

@@ -1,28 +1,24 @@
-"""Coarse shards for the heavy per-image stages, and the thread pool inside each shard.
+"""Coarse shards for the heavy per-image stages: planned from the image count, resumable.
 
 Each image has a `bucket` (the first 16 bits of its id), so a shard is a bucket range: it selects
 its images with one indexed range query, whatever the dataset's size. Tens to a few hundred shards
-per dataset keep Dagster's fan-out cheap; a pool inside the shard keeps every core busy.
+per dataset keep Dagster's fan-out cheap; a pool inside the shard (`pools`) keeps every
+core busy.
 """
 
-import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from dagster import DynamicOutput, OpExecutionContext
 
+from dataset_assets.stages.pools import PoolKind, pool_for, run_each, worker_count
 from dataset_assets.stages.tracking import WAITING_STATUS, start_stage
 from dataset_assets.storage.metadata import MetadataStore
 
 BUCKETS = 1 << 16
 MAX_SHARDS = 256
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -68,45 +64,6 @@ def start_sharded_stage(
         yield DynamicOutput(shard, mapping_key=shard.mapping_key)
 
 
-CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-
-
-def worker_count(configured: int, cpu_max: Path = CPU_MAX) -> int:
-    """Threads per shard: as configured, else the cores this process may really use.
-
-    In a container the CPU limit (cgroup v2 `cpu.max`) counts, not the node's core count, so a
-    2-CPU pod on a 64-core node runs 2 threads, not 64.
-    """
-    if configured:
-        return configured
-    cores = len(os.sched_getaffinity(0))
-    try:
-        quota, period = cpu_max.read_text().split()
-    except (OSError, ValueError):
-        return cores
-    return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))
-
-
-def map_in_pool(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """Results of `fn` over `items` as they complete, with at most 2 x workers in flight.
-
-    Bounded submission keeps memory flat however many images a shard holds; Pillow releases the
-    GIL while decoding, resizing and encoding, so threads scale with cores.
-    """
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: set[Future[R]] = set()
-        for item in items:
-            pending.add(pool.submit(fn, item))
-            if len(pending) >= 2 * workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (future.result() for future in done)
-        for future in pending:
-            yield future.result()
-
-
 def process_shard(
     context: OpExecutionContext,
     store: MetadataStore,
@@ -115,12 +72,15 @@ def process_shard(
     stage: str,
     fields: tuple[str, ...],
     work: Callable[[dict[str, Any]], dict[str, Any]],
+    on_crash: Callable[[dict[str, Any]], dict[str, Any]],
     workers: int,
+    pool: PoolKind,
 ) -> dict[str, int]:
     """Run `work` on the shard's images the stage has still to do, and write back what it returns.
 
     Only images not yet done are selected, so a retried shard resumes where it stopped; results
-    are written in bulk batches as they complete. Returns how many images reached each status.
+    are written in bulk batches as they complete. `on_crash` gives the fields of an image that
+    killed its worker process. Returns how many images reached each status.
     """
     todo = list(
         store.iter_images(
@@ -131,13 +91,16 @@ def process_shard(
         )
     )
     statuses: Counter[str] = Counter()
+    count = worker_count(workers)
 
     def results() -> Iterator[tuple[str, dict[str, Any]]]:
-        done = map_in_pool(lambda doc: (doc["image_id"], work(doc)), todo, worker_count(workers))
-        for image_id, changes in done:
+        for doc, changes in run_each(work, todo, count, pool, on_crash):
             statuses[changes["status"]] += 1
-            yield image_id, changes
+            yield doc["image_id"], changes
 
     store.update_images(context.partition_key, results())
-    context.log.info(f"{shard.mapping_key}: {len(todo)} images, {dict(statuses)}")
+    context.log.info(
+        f"{shard.mapping_key}: {len(todo)} images ({pool_for(pool, len(todo), count)}, "
+        f"{count} workers), {dict(statuses)}"
+    )
     return dict(statuses)

@@ -1,6 +1,6 @@
 """Validation: decode every image once, reject the unusable, score the rest, hash for dedup."""
 
-from typing import Any
+from functools import partial
 
 from dagster import (
     AssetCheckResult,
@@ -14,29 +14,19 @@ from dagster import (
 )
 
 from dataset_assets.deployment import COORDINATION_STEP_TAGS, SHARD_STEP_TAGS
-from dataset_assets.imaging.inspect import (
-    ISSUE_THRESHOLDS,
-    Inspection,
-    ValidationRules,
-    inspect_image,
-)
+from dataset_assets.imaging.inspect import ValidationRules
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import ValidationConfig
 from dataset_assets.stages.gates import gate, gate_result
+from dataset_assets.stages.per_image import validate_image, validation_crashed
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
 from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.raw_images import purge_rejected_originals
 from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
 from dataset_assets.stages.tracking import finish_stage
-from dataset_assets.storage.blobs import BlobStore
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
-
-UNDECODABLE = frozenset(
-    {"empty_file", "file_too_large", "not_an_image", "decompression_bomb", "truncated", "corrupt"}
-)
-"""Reasons that drop an image even in report-only mode: nothing downstream could read it."""
 
 
 def rules_from_config(config: ValidationConfig) -> ValidationRules:
@@ -54,65 +44,6 @@ def rules_from_config(config: ValidationConfig) -> ValidationRules:
         hash_kind=config.hash_kind,
         drop_issues=frozenset(config.drop_issues),
     )
-
-
-def validate_image(
-    doc: dict[str, Any],
-    data: bytes,
-    rules: ValidationRules,
-    mode: str,
-    blobs: BlobStore,
-    dataset: str,
-) -> dict[str, Any]:
-    """The record fields for one image; its thumbnail goes to the blob store for the report."""
-    found: Inspection = inspect_image(data, doc["source"], rules)
-    thumbnail_key = None
-    if found.thumbnail:
-        thumbnail_key = blobs.put_bytes(
-            f"thumbnails/{dataset}/{doc['image_id']}.jpg", found.thumbnail
-        )
-    fields: dict[str, Any] = {
-        "validation": {
-            "format": found.format,
-            "width": found.width,
-            "height": found.height,
-            "mode": found.mode,
-            "frames": found.frames,
-            "exif_rotated": found.exif_rotated,
-            "phash": found.perceptual_hash,
-            "pixel_hash": found.pixel_hash,
-            "mirror_hash": found.mirror_hash,
-            "gradient_hash": found.gradient_hash,
-            "window_hashes": list(found.window_hashes),
-            "encoding_quality": found.encoding_quality,
-            "issues": dict(found.issues),
-            "flagged": list(found.flagged),
-            "brightness": found.brightness,
-            "sharpness": found.sharpness,
-            "thumbnail_key": thumbnail_key,
-            "target_mode": rules.target_mode,
-        },
-        "status": "valid",
-    }
-    if not found.ok:
-        fields.update(
-            reject_reason=found.reason, reject_message=found.message, reject_stage="validation"
-        )
-    elif dropped := [issue for issue in found.flagged if issue in rules.drop_issues]:
-        fields.update(
-            reject_reason="quality_issue",
-            reject_message=f"{doc['source']}: "
-            + ", ".join(
-                f"{issue} {found.issues[issue]:.2f} >= {ISSUE_THRESHOLDS[issue]}"
-                for issue in dropped
-            )
-            + " (validation.drop_issues)",
-            reject_stage="validation",
-        )
-    reason = fields.get("reject_reason")
-    if reason and (mode != "report-only" or reason in UNDECODABLE):
-        fields["status"] = "rejected"
-    return fields
 
 
 @op(out=DynamicOut(Shard), retry_policy=METADATA_RETRY, tags=COORDINATION_STEP_TAGS)
@@ -143,15 +74,14 @@ def validate_shard(
     metadata: MetadataStoreResource,
 ) -> dict[str, int]:
     """Validate the shard's images not validated yet: a retried shard resumes where it stopped."""
-    dataset = context.partition_key
     config = ValidationConfig(**shard.settings)
-    rules = rules_from_config(config)
-    blob_store = blobs.store
-
-    def work(doc: dict[str, Any]) -> dict[str, Any]:
-        data = blob_store.get_bytes(doc["blob_key"])
-        return validate_image(doc, data, rules, config.mode, blob_store, dataset)
-
+    work = partial(
+        validate_image,
+        rules=rules_from_config(config),
+        mode=config.mode,
+        blobs=blobs.store,
+        dataset=context.partition_key,
+    )
     return process_shard(
         context,
         metadata.store,
@@ -159,7 +89,9 @@ def validate_shard(
         stage="validated_images",
         fields=("source", "blob_key"),
         work=work,
+        on_crash=validation_crashed,
         workers=config.workers,
+        pool=config.pool,
     )
 
 

@@ -4,11 +4,12 @@ Stages write each blob as soon as it is produced and pass only keys along. Writi
 the same bytes is harmless, so a retried step never duplicates or corrupts anything.
 """
 
+import itertools
 import os
+import secrets
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal
 
@@ -73,11 +74,22 @@ class BlobStore(ABC):
         """Where a user finds the blob: a file path or an s3:// URL."""
 
 
+_TEMP_TOKEN = secrets.token_hex(4)
+_temp_numbers = itertools.count()
+
+
+def temp_path(target: Path) -> Path:
+    """A name beside `target` that no other writer uses: process id, a random token and a
+    counter, with no `mkstemp` (random names and a retry loop) per blob."""
+    return target.with_name(f".tmp-{os.getpid()}-{_TEMP_TOKEN}-{next(_temp_numbers)}")
+
+
 class LocalBlobStore(BlobStore):
     """Blobs as files under one directory: the embedded default, no server needed.
 
     Writes go to a temporary file in the same directory and are renamed into place, so a reader
-    never sees half a blob and a crashed write leaves nothing under the key.
+    never sees half a blob and a crashed write leaves nothing under the key. A folder is made
+    only when a write finds it missing, not checked before every write.
     """
 
     def __init__(self, root: str | Path):
@@ -87,16 +99,20 @@ class LocalBlobStore(BlobStore):
     def path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
 
-    def _write(self, key: str, fill) -> str:
+    def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> str:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        temp = temp_path(target)
         try:
-            with os.fdopen(handle, "wb") as out:
+            out = open(temp, "xb")  # noqa: SIM115 - closed below, after the folder fallback
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out = open(temp, "xb")  # noqa: SIM115
+        try:
+            with out:
                 fill(out)
             os.replace(temp, target)
         except BaseException:
-            Path(temp).unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
             raise
         return key
 
@@ -132,8 +148,7 @@ class LocalBlobStore(BlobStore):
         """Hard-link when possible: a tiered copy of a local blob costs no space."""
         target = self.path(destination)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-        temp.unlink(missing_ok=True)
+        temp = temp_path(target)
         try:
             os.link(self.path(source), temp)
         except OSError:

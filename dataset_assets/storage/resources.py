@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pydantic
 from botocore.client import BaseClient
@@ -13,7 +14,7 @@ from dagster_aws.s3 import S3Resource
 
 from dataset_assets.storage.blobs import BlobStore, LocalBlobStore
 from dataset_assets.storage.metadata import MetadataStore, connect
-from dataset_assets.storage.s3 import S3BlobStore, s3_client_from_resource
+from dataset_assets.storage.s3 import S3BlobStore, s3_client, s3_client_settings
 
 
 def setting(value: str | None) -> str | None:
@@ -40,17 +41,26 @@ class BlobStoreResource(ConfigurableResource):
         if not root.startswith("s3://"):
             return LocalBlobStore(root)
         bucket, _, prefix = root.removeprefix("s3://").partition("/")
+        settings = self.s3_client_settings()
         store = S3BlobStore(
-            self.s3_client(), bucket, prefix.strip("/"), cold_storage_class=self.cold_storage_class
+            s3_client(**settings),
+            bucket,
+            prefix.strip("/"),
+            cold_storage_class=self.cold_storage_class,
+            client_settings=settings,
         )
         store.check_reachable()
         return store
 
     def s3_client(self) -> BaseClient:
         """A client with the `s3` resource's settings and a short connect timeout."""
+        return s3_client(**self.s3_client_settings())
+
+    def s3_client_settings(self) -> dict[str, Any]:
+        """The `s3` resource's settings, with `EnvVar`s read, as `s3_client` arguments."""
         fields = ("endpoint_url", "region_name", "aws_access_key_id", "aws_secret_access_key")
         resolved = {name: setting(getattr(self.s3, name)) for name in fields}
-        return s3_client_from_resource(self.s3.model_copy(update=resolved))
+        return s3_client_settings(self.s3.model_copy(update=resolved))
 
 
 class MetadataStoreResource(ConfigurableResource):

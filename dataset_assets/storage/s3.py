@@ -7,10 +7,11 @@ bucket is a `MissingBucketError`, a missing key a `FileNotFoundError` as with lo
 """
 
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 import botocore.exceptions
@@ -89,18 +90,23 @@ def s3_client_from_resource(resource: "S3Resource") -> BaseClient:
 
     `S3BlobStore(resource.get_client(), ...)` works as well, with botocore's 60 s connect timeout.
     """
-    return s3_client(
-        resource.endpoint_url,
-        resource.region_name,
-        aws_access_key_id=resource.aws_access_key_id,
-        aws_secret_access_key=resource.aws_secret_access_key,
-        aws_session_token=resource.aws_session_token,
-        profile_name=resource.profile_name,
-        use_ssl=resource.use_ssl,
-        verify=resource.verify,
-        use_unsigned_session=resource.use_unsigned_session,
-        max_attempts=resource.max_attempts,
-    )
+    return s3_client(**s3_client_settings(resource))
+
+
+def s3_client_settings(resource: "S3Resource") -> dict[str, Any]:
+    """The `s3_client` arguments a Dagster `S3Resource` configures."""
+    return {
+        "endpoint_url": resource.endpoint_url,
+        "region_name": resource.region_name,
+        "aws_access_key_id": resource.aws_access_key_id,
+        "aws_secret_access_key": resource.aws_secret_access_key,
+        "aws_session_token": resource.aws_session_token,
+        "profile_name": resource.profile_name,
+        "use_ssl": resource.use_ssl,
+        "verify": resource.verify,
+        "use_unsigned_session": resource.use_unsigned_session,
+        "max_attempts": resource.max_attempts,
+    }
 
 
 def error_code(error: botocore.exceptions.ClientError) -> str:
@@ -124,6 +130,15 @@ def s3_errors(client: BaseClient, bucket: str) -> Iterator[None]:
         raise
 
 
+@cache
+def reopened_s3_store(
+    settings: tuple[tuple[str, Any], ...], bucket: str, prefix: str, cold_storage_class: str
+) -> "S3BlobStore":
+    """A store sent to a worker process: one client per worker, however many tasks name it."""
+    kwargs = dict(settings)
+    return S3BlobStore(s3_client(**kwargs), bucket, prefix, cold_storage_class, kwargs)
+
+
 class S3BlobStore(BlobStore):
     """Blobs as objects under `s3://bucket/prefix/`; every key is checked before it is used.
 
@@ -137,11 +152,24 @@ class S3BlobStore(BlobStore):
         bucket: str,
         prefix: str = "",
         cold_storage_class: str = "STANDARD_IA",
+        client_settings: Mapping[str, Any] | None = None,
     ):
+        """`client_settings`, the `s3_client` arguments `client` was made with, let the store
+        travel to a worker process, which opens a client of its own from them."""
         self.client = client
         self.bucket = bucket
         self.prefix = check_key(prefix.strip("/")) if prefix.strip("/") else ""
         self.cold_storage_class = cold_storage_class
+        self.client_settings = dict(client_settings) if client_settings is not None else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.client_settings is None:
+            raise TypeError(
+                "an S3BlobStore made from a bare client cannot be sent to another process: "
+                "create it with client_settings"
+            )
+        settings = tuple(sorted(self.client_settings.items()))
+        return reopened_s3_store, (settings, self.bucket, self.prefix, self.cold_storage_class)
 
     def object_key(self, key: str) -> str:
         check_key(key)

@@ -1,0 +1,17 @@
+"""A work function that kills its own process on one item, for the worker-crash tests.
+
+It stands in for an image decoder crashing on a hostile file, which no real file reliably does;
+it lives in a module of its own so a fresh worker imports nothing else to run it.
+"""
+
+import os
+import signal
+
+FATAL = 13
+
+
+def double(value: int) -> int:
+    """Twice `value`; the process dies on `FATAL`."""
+    if value == FATAL:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 2 * value

@@ -1,0 +1,102 @@
+"""Per-image work in worker processes: the same dataset as threads, and a crash costs one image."""
+
+import pickle
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from dataset_assets.stages.pools import pool_for, run_each
+from dataset_assets.storage.environment import resources_from_env
+from dataset_assets_tests.conftest import Pipeline
+from dataset_assets_tests.crashing import FATAL, double
+from dataset_assets_tests.photos import PHOTOS, write_photos
+from dataset_assets_tests.test_pipeline import SEED_OPERATIONS
+
+
+def build(root: Path, source: Path, pool: str, monkeypatch) -> tuple[dict, dict[str, bytes]]:
+    """One run of the same request in its own home: each image's record and the dataset files."""
+    monkeypatch.setenv("DATASET_ASSETS_HOME", str(root))
+    pipeline = Pipeline(root, resources_from_env(operator=True), DagsterInstance.ephemeral())
+    request = {
+        "request_id": "pools",
+        "dataset_key": str(source),
+        "operations": SEED_OPERATIONS,
+        "validation": {"pool": pool, "workers": 2, "images_per_shard": 16},
+        "transform": {"pool": pool, "workers": 2, "images_per_shard": 16},
+    }
+    assert pipeline.run(request).success
+    skip = {"updated_at", "_id", "ingest_run", "run_id"}
+    records = {
+        doc["source"]: {key: value for key, value in doc.items() if key not in skip}
+        for doc in pipeline.metadata.iter_images("pools")
+    }
+    return records, pipeline.outputs("pools")
+
+
+def test_processes_build_the_same_dataset_as_threads(tmp_path, sample_dir, monkeypatch):
+    """The sample (with its truncated, non-image and too-small files) plus real photographs, once
+    in worker processes and once in threads: the same records and byte-identical dataset files."""
+    source = tmp_path / "source"
+    shutil.copytree(sample_dir, source)
+    write_photos(source, {f"photos/{name}.jpg": name for name in PHOTOS})
+    in_processes, files = build(tmp_path / "processes", source, "processes", monkeypatch)
+    in_threads, expected = build(tmp_path / "threads", source, "threads", monkeypatch)
+
+    assert in_processes == in_threads
+    statuses = Counter(doc["status"] for doc in in_threads.values())
+    assert statuses["processed"] > 20 and statuses["rejected"] == 3
+    images = [
+        key
+        for key in expected
+        if key.split("/")[0] in ("hot", "cold") and not key.endswith("/metadata.jsonl")
+    ]
+    assert len(images) == statuses["processed"]
+    assert files.keys() == expected.keys()
+    assert all(files[key] == expected[key] for key in images)
+
+
+def test_a_worker_that_dies_costs_only_its_own_item():
+    items = list(range(40))
+    results = dict(run_each(double, items, 2, "processes", on_crash=lambda item: -1))
+    assert results == {item: -1 if item == FATAL else 2 * item for item in items}
+    again = dict(run_each(double, [1, 2, 3], 2, "processes", on_crash=lambda item: -1))
+    assert again == {1: 2, 2: 4, 3: 6}
+
+
+@pytest.mark.parametrize(
+    ("kind", "images", "workers", "chosen"),
+    [
+        ("auto", 100, 2, "processes"),
+        ("auto", 20, 2, "threads"),
+        ("auto", 100, 1, "inline"),
+        ("threads", 100, 2, "threads"),
+        ("processes", 2, 2, "processes"),
+        ("processes", 1, 2, "inline"),
+    ],
+)
+def test_auto_uses_processes_for_shards_worth_it(kind, images, workers, chosen):
+    assert pool_for(kind, images, workers) == chosen
+
+
+def test_s3_store_reopens_its_own_client_in_a_worker(s3_endpoint):
+    """A store travels to a worker as its settings, and each worker opens one client."""
+    from dataset_assets.storage.s3 import S3BlobStore, s3_client
+
+    settings = {
+        "endpoint_url": s3_endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    client = s3_client(**settings)
+    client.create_bucket(Bucket="pools")
+    store = S3BlobStore(client, "pools", "p", client_settings=settings)
+    store.put_bytes("a.txt", b"seen in the worker")
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.get_bytes("a.txt") == b"seen in the worker"
+    assert pickle.loads(pickle.dumps(store)) is copy
+    with pytest.raises(TypeError, match="client_settings"):
+        pickle.dumps(S3BlobStore(client, "pools"))
