@@ -10,10 +10,10 @@ times (the table shows medians):
   hash was seen), LANCZOS resize to half, grayscale, gaussian noise, save at quality 90.
 
 Wall time, CPU time (user + system of the child and every process it waited for, from `os.wait4`),
-cores used (CPU / wall), images per second and peak memory of the whole process tree (PSS, sampled
-from /proc every 20 ms: a pool's workers count, shared pages once) are printed with the ratios, then each stage's own
-seconds, then a 10-image run whose wall time less its stages' seconds is the fixed overhead, and
-optionally a run of many small images.
+cores used (CPU / wall), images per second and peak memory of the whole process tree (PSS,
+sampled from /proc every 20 ms: a pool's workers count, shared pages once) are printed with the
+ratios, then each stage's own seconds, then a 10-image run whose wall time less its stages'
+seconds is the fixed overhead, and optionally a run of many small images.
 
     python bench/bench_end_to_end.py                      # 2,000 x 1024x768, median of 3
     python bench/bench_end_to_end.py --n 500 --repeat 1   # a quick look
