@@ -24,6 +24,7 @@ from dataset_assets.ingest.sources import unsafe_reason
 from dataset_assets.ingest.urls import DownloadSettings
 from dataset_assets.operations import OperationPipeline
 from dataset_assets.partitions import check_request_id
+from dataset_assets.stages.per_image import TransformPlan
 from dataset_assets.stages.pools import PROCESS_MIN_IMAGES_PER_WORKER, PoolKind
 
 ValidationMode = Literal["strict", "lenient", "report-only"]
@@ -275,6 +276,10 @@ class TransformConfig(Config):
     @property
     def pipeline(self) -> OperationPipeline:
         return OperationPipeline.parse(self.operations)
+
+    @property
+    def plan(self) -> TransformPlan:
+        return TransformPlan(self.pipeline, self.seed, self.output_format, self.quality)
 
 
 class LabelConfig(Config):

@@ -28,3 +28,16 @@ def test_copy_to_a_tier_shares_the_bytes_and_delete_prefix_removes_only_that_pre
     assert store.delete_prefix("datasets/d/") == 1
     assert store.exists("processed/d/a.jpg")
     assert not store.exists("datasets/d/cold/x/a.jpg")
+
+
+def test_a_scratch_file_moves_in_by_rename_and_a_write_makes_its_folder(tmp_path):
+    store = LocalBlobStore(tmp_path / "blobs")
+    spool = tmp_path / "spool"
+    spool.write_bytes(b"original")
+    inode = spool.stat().st_ino
+    store.move_file("originals/deep/abc.jpg", spool)
+    assert not spool.exists()
+    assert store.path("originals/deep/abc.jpg").stat().st_ino == inode
+    store.put_bytes("thumbnails/new/folder/a.jpg", b"thumb")
+    assert sorted(store.list("")) == ["originals/deep/abc.jpg", "thumbnails/new/folder/a.jpg"]
+    assert not any(path.name.startswith(".tmp-") for path in (tmp_path / "blobs").rglob("*"))

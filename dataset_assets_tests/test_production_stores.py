@@ -104,7 +104,8 @@ def test_a_missing_source_object_fails_before_anything_is_written(remote_pipelin
 def test_transient_mongodb_and_s3_faults_are_retried_without_duplicates(
     remote_pipeline, monkeypatch
 ):
-    """A MongoDB fault while ingest writes records, an S3 fault while a shard writes outputs.
+    """A MongoDB fault while ingest writes records, an S3 fault while a shard writes outputs
+    (validation's shard: it transforms the images it decodes at the transform's scale).
 
     The servers are real; the faults are injected at the clients, once each, because a server
     cannot be made to drop exactly one request mid-step on cue.
@@ -118,11 +119,11 @@ def test_transient_mongodb_and_s3_faults_are_retried_without_duplicates(
     faults = {"mongodb": 1, "s3": 1}
     flush, put_bytes = MetadataStore._flush, S3BlobStore.put_bytes
 
-    def flaky_flush(store, batch):
-        if faults["mongodb"] and any("ingest_run" in str(op) for op in batch):
+    def flaky_flush(store, dataset, batch, upsert):
+        if faults["mongodb"] and any("ingest_run" in values for _, values, _ in batch):
             faults["mongodb"] -= 1
             raise pymongo.errors.AutoReconnect("connection reset by MongoDB")
-        return flush(store, batch)
+        return flush(store, dataset, batch, upsert)
 
     def flaky_put(store, key, data):
         if faults["s3"] and key.startswith("processed/"):
@@ -136,7 +137,7 @@ def test_transient_mongodb_and_s3_faults_are_retried_without_duplicates(
     assert result.success
     assert faults == {"mongodb": 0, "s3": 0}
     retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert retried == ["raw_images", "processed_images.transform_shard[shard_000]"]
+    assert retried == ["raw_images", "validated_images.validate_shard[shard_000]"]
     store = remote_pipeline.metadata
     assert store.images.count_documents({}) == SAMPLE_EXPECTATIONS["files"]
     assert store.count_by("kanagawa", "status")["processed"] == SAMPLE_EXPECTATIONS["kept"]

@@ -147,6 +147,14 @@ def test_a_20_mb_file_goes_up_in_parts(store, client, bucket, tmp_path):
     assert store.get_bytes("originals/large.bmp") == large.read_bytes()
 
 
+def test_a_moved_scratch_file_is_uploaded_then_removed(store, client, bucket, tmp_path):
+    spool = tmp_path / "spool"
+    spool.write_bytes(image_bytes(4))
+    store.move_file("originals/m.png", spool)
+    assert not spool.exists()
+    assert store.get_bytes("originals/m.png") == image_bytes(4)
+
+
 def test_a_small_file_goes_up_in_one_put(store, client, bucket, tmp_path):
     small = tmp_path / "small.png"
     small.write_bytes(image_bytes(4))

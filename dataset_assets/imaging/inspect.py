@@ -133,6 +133,8 @@ class Inspection:
         sharpness: Variance of the Laplacian of the decode-scale luma; ranks copies of one
             picture to keep the sharpest.
         thumbnail: RGB JPEG bytes, longest side `rules.thumbnail_px` (or less for small images).
+        decoded: The oriented image as decoded (at JPEG draft scale, before any mode change),
+            for a caller that can use the same pixels for more work.
     """
 
     ok: bool
@@ -155,6 +157,7 @@ class Inspection:
     brightness: float | None = None
     sharpness: float | None = None
     thumbnail: bytes | None = None
+    decoded: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class _Header:
 
 @dataclass(frozen=True)
 class _Decoded:
+    image: Image.Image
     view: Image.Image
     normalised: Image.Image
     width: int
@@ -319,6 +323,7 @@ def _decode(image: ImageFile.ImageFile, header: _Header, rules: ValidationRules)
     width, height = _oriented_size(header, orientation)
     view = _fit(flatten(image), decode_scale_for(width, height, rules))
     return _Decoded(
+        image=image,
         view=view,
         normalised=_normalised(image, view, rules.target_mode),
         width=width,
@@ -352,6 +357,7 @@ def _accepted(decoded: _Decoded, header: _Header, name: str, rules: ValidationRu
         brightness=quality.brightness,
         sharpness=quality.sharpness,
         thumbnail=_thumbnail(decoded.view, rules.thumbnail_px),
+        decoded=decoded.image,
     )
 
 

@@ -6,6 +6,9 @@ worker process starts with only the imaging code; the stage modules bind the set
 `functools.partial` and hand the function to `pools.run_each`.
 """
 
+import hashlib
+import json
+from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
@@ -31,14 +34,45 @@ UNDECODABLE = frozenset(
 ROTATED = {5, 6, 7, 8}
 """EXIF orientations that swap width and height."""
 
+
+@dataclass(frozen=True)
+class TransformPlan:
+    """What the transform does to each image: the operations and how outputs are encoded."""
+
+    pipeline: OperationPipeline
+    seed: int
+    output_format: str
+    quality: int
+
+    @property
+    def key(self) -> str:
+        """Names the outputs of this plan. An image's `transform_key` marks outputs validation
+        made ahead with this plan, until the transform stage takes or replaces them."""
+        spec = [self.pipeline.to_spec(), self.seed, self.output_format, self.quality]
+        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
+
+
 WORKER_DIED = "the worker process died on this file twice (a crash in an image decoder)"
 
 
 def validate_image(
-    doc: dict[str, Any], *, rules: ValidationRules, mode: str, blobs: BlobStore, dataset: str
+    doc: dict[str, Any],
+    *,
+    rules: ValidationRules,
+    mode: str,
+    blobs: BlobStore,
+    dataset: str,
+    transform: TransformPlan | None = None,
 ) -> dict[str, Any]:
-    """The record fields for one image; its thumbnail goes to the blob store for the report."""
-    found: Inspection = inspect_image(blobs.get_bytes(doc["blob_key"]), doc["source"], rules)
+    """The record fields for one image; its thumbnail goes to the blob store for the report.
+
+    With `transform` (the run's transform plan, when the run goes on to the transform), an image
+    that validation decoded at the very scale the transform would decode it at is transformed
+    from those pixels in the same pass, so it is decoded once; the transform stage then keeps
+    those outputs instead of decoding the file again.
+    """
+    data = blobs.get_bytes(doc["blob_key"])
+    found: Inspection = inspect_image(data, doc["source"], rules)
     thumbnail_key = None
     if found.thumbnail:
         thumbnail_key = blobs.put_bytes(
@@ -66,6 +100,7 @@ def validate_image(
             "target_mode": rules.target_mode,
         },
         "status": "valid",
+        "transform_key": None,
     }
     if not found.ok:
         fields.update(
@@ -85,7 +120,29 @@ def validate_image(
     reason = fields.get("reject_reason")
     if reason and (mode != "report-only" or reason in UNDECODABLE):
         fields["status"] = "rejected"
+    if transform and not reason and found.decoded and _same_decode(data, found, transform):
+        source_size = (found.width, found.height)
+        drafted = transform.pipeline.draft_size(*source_size) is not None
+        image = pipeline_input(found.decoded, rules.target_mode)
+        source = source_size if drafted else None
+        done = transform_pixels(doc, image, source, found.format, transform, blobs, dataset)
+        if done["status"] == "processed":
+            fields.update(outputs=done["outputs"], transform_key=transform.key)
     return fields
+
+
+def _same_decode(data: bytes, found: Inspection, transform: TransformPlan) -> bool:
+    """Whether the transform would decode the file to the very pixels validation holds: an
+    upright image (no EXIF rotation) at the same JPEG draft scale, or any other format."""
+    if found.exif_rotated or found.decoded is None:
+        return False
+    if found.format != "JPEG":
+        return found.decoded.size == (found.width, found.height)
+    size = transform.pipeline.draft_size(found.width, found.height)
+    with Image.open(BytesIO(data)) as probe:
+        if size:
+            probe.draft(probe.mode, size)
+        return probe.size == found.decoded.size
 
 
 def validation_crashed(doc: dict[str, Any]) -> dict[str, Any]:
@@ -117,11 +174,15 @@ def decode(
         if size:
             image.draft(image.mode, size[::-1] if rotated else size)
             source_size = oriented
-    image = ImageOps.exif_transpose(image)
+    return pipeline_input(ImageOps.exif_transpose(image), target_mode), source_size
+
+
+def pipeline_input(image: Image.Image, target_mode: str) -> Image.Image:
+    """The decoded, oriented image in the mode validation normalised to."""
     if target_mode == "keep":
-        return working_image(image), source_size
+        return working_image(image)
     image = flatten(image)
-    return (image if image.mode == target_mode else image.convert(target_mode)), source_size
+    return image if image.mode == target_mode else image.convert(target_mode)
 
 
 def output_format(configured: str, source_format: str | None) -> str:
@@ -131,31 +192,41 @@ def output_format(configured: str, source_format: str | None) -> str:
 
 
 def transform_image(
-    doc: dict[str, Any],
-    *,
-    pipeline: OperationPipeline,
-    seed: int,
-    output: str,
-    quality: int,
-    blobs: BlobStore,
-    dataset: str,
+    doc: dict[str, Any], *, plan: TransformPlan, blobs: BlobStore, dataset: str
 ) -> dict[str, Any]:
-    """Run the pipeline on one image and store every output; a failure is recorded, not raised."""
+    """Run the plan on one image and store every output; a failure is recorded, not raised."""
     found = doc.get("validation") or {}
     data = blobs.get_bytes(doc["blob_key"])
     try:
-        image, source_size = decode(data, pipeline, found.get("target_mode", "RGB"))
+        image, source_size = decode(data, plan.pipeline, found.get("target_mode", "RGB"))
+    except Exception as error:
+        return transform_failed(doc, f"{type(error).__name__}: {error}")
+    return transform_pixels(doc, image, source_size, found.get("format"), plan, blobs, dataset)
+
+
+def transform_pixels(
+    doc: dict[str, Any],
+    image: Image.Image,
+    source_size: tuple[int, int] | None,
+    source_format: str | None,
+    plan: TransformPlan,
+    blobs: BlobStore,
+    dataset: str,
+) -> dict[str, Any]:
+    """The plan's outputs of one decoded image, stored under the operations' fingerprint."""
+    pipeline = plan.pipeline
+    try:
         variants = pipeline.apply(
-            image, derive_seed(seed, doc["image_id"]), source_size=source_size
+            image, derive_seed(plan.seed, doc["image_id"]), source_size=source_size
         )
     except Exception as error:
         return transform_failed(doc, f"{type(error).__name__}: {error}")
     outputs = []
     for variant in variants:
-        fmt = variant.format or output_format(output, found.get("format"))
+        fmt = variant.format or output_format(plan.output_format, source_format)
         name = "_".join(part for part in (doc["image_id"], variant.suffix) if part)
         key = f"processed/{dataset}/{pipeline.fingerprint}/{name}.{format_extension(fmt)}"
-        blobs.put_bytes(key, encode_image(variant.image, fmt, variant.quality or quality))
+        blobs.put_bytes(key, encode_image(variant.image, fmt, variant.quality or plan.quality))
         outputs.append(
             {
                 "key": key,
@@ -167,7 +238,12 @@ def transform_image(
                 "seed": variant.seed,
             }
         )
-    return {"status": "processed", "outputs": outputs, "ops_fingerprint": pipeline.fingerprint}
+    return {
+        "status": "processed",
+        "outputs": outputs,
+        "ops_fingerprint": pipeline.fingerprint,
+        "transform_key": None,
+    }
 
 
 def transform_failed(doc: dict[str, Any], cause: str) -> dict[str, Any]:

@@ -18,12 +18,13 @@ from dataset_assets.deployment import COORDINATION_STEP_TAGS, SHARD_STEP_TAGS
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import TransformConfig
-from dataset_assets.stages.per_image import transform_crashed, transform_image
+from dataset_assets.stages.per_image import TransformPlan, transform_crashed, transform_image
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
-from dataset_assets.stages.quality_report import stop_with_report
+from dataset_assets.stages.quality_report import drop_outputs_made_ahead, stop_with_report
 from dataset_assets.stages.request_settings import stage_config
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
-from dataset_assets.stages.tracking import finish_stage
+from dataset_assets.stages.tracking import WAITING_STATUS, finish_stage
+from dataset_assets.storage.metadata import MetadataStore, eq
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
 
 
@@ -56,16 +57,10 @@ def transform_shard(
 ) -> dict[str, int]:
     """Transform the shard's images not done yet: a retried shard resumes where it stopped."""
     config = TransformConfig(**shard.settings)
-    work = partial(
-        transform_image,
-        pipeline=config.pipeline,
-        seed=config.seed,
-        output=config.output_format,
-        quality=config.quality,
-        blobs=blobs.store,
-        dataset=context.partition_key,
-    )
-    return process_shard(
+    plan = config.plan
+    work = partial(transform_image, plan=plan, blobs=blobs.store, dataset=context.partition_key)
+    done_in_validation = keep_validation_outputs(context, metadata.store, shard, plan)
+    counts = process_shard(
         context,
         metadata.store,
         shard,
@@ -76,6 +71,37 @@ def transform_shard(
         workers=config.workers,
         pool=config.pool,
     )
+    return {
+        **counts,
+        "processed": counts.get("processed", 0) + done_in_validation,
+        "decoded_once": done_in_validation,
+    }
+
+
+def keep_validation_outputs(
+    context: OpExecutionContext, store: MetadataStore, shard: Shard, plan: TransformPlan
+) -> int:
+    """Mark processed the shard's images that validation already transformed with this very
+    plan (decoded once); returns how many."""
+    reused = store.iter_images(
+        context.partition_key,
+        status=WAITING_STATUS["processed_images"],
+        bucket_range=(shard.low, shard.high),
+        fields=("image_id",),
+        extra={"transform_key": eq(plan.key)},
+    )
+    changes = (
+        (
+            doc["image_id"],
+            {
+                "status": "processed",
+                "ops_fingerprint": plan.pipeline.fingerprint,
+                "transform_key": None,
+            },
+        )
+        for doc in reused
+    )
+    return store.update_images(context.partition_key, changes)
 
 
 @op(
@@ -86,11 +112,16 @@ def transform_shard(
 def merge_transform(
     context: OpExecutionContext,
     metadata: MetadataStoreResource,
+    blobs: BlobStoreResource,
     shard_counts: list[dict[str, int]],
 ) -> Manifest:
-    """Count the outputs; a run where every image failed to transform fails with the first cause."""
+    """Count the outputs; a run where every image failed to transform fails with the first cause.
+
+    Outputs that validation made ahead for images the run did not keep (duplicates) are deleted.
+    """
     dataset = context.partition_key
     store = metadata.store
+    dropped = drop_outputs_made_ahead(store, blobs.store, dataset)
     stage = store.load_stage(dataset, "processed_images") or {}
     config = TransformConfig(**stage.get("settings", {}))
     processed = store.count_images(dataset, status="processed")
@@ -116,6 +147,8 @@ def merge_transform(
             "processed": processed,
             "failed": failed,
             "outputs": outputs,
+            "decoded_once": sum(counts.get("decoded_once", 0) for counts in shard_counts),
+            "outputs_dropped": dropped,
             "operations": config.pipeline.to_spec(),
             "fingerprint": config.pipeline.fingerprint,
             "shards": len(shard_counts),

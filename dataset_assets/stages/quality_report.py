@@ -3,6 +3,7 @@
 import base64
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from itertools import islice
@@ -248,8 +249,27 @@ def stop_with_report(
         "field": decision["field"],
         "message": result.description if result is not None else decision.get("message", ""),
     }
+    drop_outputs_made_ahead(store, blobs, dataset)
     _, _, html_key = publish_report(store, blobs, dataset, ReportConfig(), stopped_by)
     return blobs.location(html_key)
+
+
+def drop_outputs_made_ahead(store: MetadataStore, blobs: BlobStore, dataset: str) -> int:
+    """Delete the outputs validation made ahead for images the transform did not keep (a
+    duplicate, or every image of a run a gate stopped); returns how many images had some."""
+    unkept = store.iter_images(
+        dataset,
+        fields=("image_id", "outputs"),
+        extra={"status": {"$ne": "processed"}, "transform_key": {"$ne": None}},
+    )
+
+    def cleared() -> Iterator[tuple[str, dict[str, Any]]]:
+        for doc in unkept:
+            for output in doc.get("outputs") or []:
+                blobs.delete(output["key"])
+            yield doc["image_id"], {"outputs": None, "transform_key": None}
+
+    return store.update_images(dataset, cleared())
 
 
 @asset(

@@ -45,6 +45,7 @@ LATER_FIELDS = (
     "duplicate_of",
     "distance",
     "outputs",
+    "transform_key",
     "label",
     "tier",
     "final_keys",
@@ -80,7 +81,7 @@ def store_entry(entry: Entry, blobs: BlobStore, spool: Path, max_bytes: int) -> 
     extension = extension if EXTENSION.fullmatch(extension) else "bin"
     key = f"originals/{sha256}.{extension}"
     if not blobs.exists(key):
-        blobs.put_file(key, spool)
+        blobs.move_file(key, spool)
     return {"status": "ingested", "sha256": sha256, "size_bytes": size, "blob_key": key}
 
 

@@ -9,7 +9,7 @@ stored in turn, so the next run without config rebuilds the same dataset.
 
 from typing import Any, TypeVar, cast
 
-from dagster import Config, Failure, OpExecutionContext
+from dagster import AssetKey, Config, Failure, OpExecutionContext
 
 from dataset_assets.policy import DeploymentPolicy
 from dataset_assets.request import (
@@ -73,3 +73,15 @@ def stage_config(
         store.track_request(dataset, request=request.model_dump(mode="json"), error=None)
         context.log.info(f"{stage}: run config overrides the stored request; stored the result")
     return cast(C, request.stage_configs()[stage])
+
+
+def later_stage_config(context: OpExecutionContext, stage: str, store: MetadataStore) -> Any:
+    """`stage`'s settings when this run goes on to materialize it, else None, so that an earlier
+    stage can do part of its work in the same pass."""
+    selection = context.run.asset_selection  # empty or None: the whole job
+    if selection and AssetKey(stage) not in selection:
+        return None
+    dataset = context.partition_key
+    stored = (store.get_request(dataset) or {}).get("request")
+    request, _ = effective_request(context.run.run_config, stored, dataset)
+    return request.stage_configs()[stage]

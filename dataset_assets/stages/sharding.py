@@ -23,13 +23,18 @@ MAX_SHARDS = 256
 
 @dataclass(frozen=True)
 class Shard:
-    """A bucket range of one dataset plus the stage settings its worker needs."""
+    """A bucket range of one dataset plus the stage settings its worker needs.
+
+    `ahead` holds the settings of a later stage that the worker may run in the same pass (the
+    transform, for validation), or is empty.
+    """
 
     index: int
     total: int
     low: int
     high: int
     settings: dict[str, Any] = field(default_factory=dict)
+    ahead: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mapping_key(self) -> str:
@@ -41,12 +46,18 @@ def bucket_of(image_id: str) -> int:
 
 
 def plan_shards(
-    count: int, images_per_shard: int, settings: dict[str, Any], max_shards: int = MAX_SHARDS
+    count: int,
+    images_per_shard: int,
+    settings: dict[str, Any],
+    max_shards: int = MAX_SHARDS,
+    ahead: dict[str, Any] | None = None,
 ) -> list[Shard]:
     """Split the bucket space into as many equal ranges as the image count calls for."""
     total = max(1, min(max_shards, -(-count // images_per_shard)))
     edges = [round(i * BUCKETS / total) for i in range(total + 1)]
-    return [Shard(i, total, edges[i], edges[i + 1], settings) for i in range(total)]
+    return [
+        Shard(i, total, edges[i], edges[i + 1], settings, dict(ahead or {})) for i in range(total)
+    ]
 
 
 def start_sharded_stage(
@@ -56,11 +67,12 @@ def start_sharded_stage(
     settings: dict[str, Any],
     count: int,
     images_per_shard: int,
+    ahead: dict[str, Any] | None = None,
 ) -> Iterator[DynamicOutput[Shard]]:
     """Record the stage as running with its settings (where the merge step finds them), then
     one dynamic output per shard for the stage's shard op to fan out over."""
     start_stage(store, context.partition_key, stage, context.run.run_id, settings, count)
-    for shard in plan_shards(count, images_per_shard, settings):
+    for shard in plan_shards(count, images_per_shard, settings, ahead=ahead):
         yield DynamicOutput(shard, mapping_key=shard.mapping_key)
 
 

@@ -17,13 +17,13 @@ from dataset_assets.deployment import COORDINATION_STEP_TAGS, SHARD_STEP_TAGS
 from dataset_assets.imaging.inspect import ValidationRules
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
-from dataset_assets.request import ValidationConfig
+from dataset_assets.request import TransformConfig, ValidationConfig
 from dataset_assets.stages.gates import gate, gate_result
 from dataset_assets.stages.per_image import validate_image, validation_crashed
 from dataset_assets.stages.policies import CPU_RETRY, METADATA_RETRY
 from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.raw_images import purge_rejected_originals
-from dataset_assets.stages.request_settings import stage_config
+from dataset_assets.stages.request_settings import later_stage_config, stage_config
 from dataset_assets.stages.sharding import Shard, process_shard, start_sharded_stage
 from dataset_assets.stages.tracking import finish_stage
 from dataset_assets.storage.resources import BlobStoreResource, MetadataStoreResource
@@ -53,9 +53,11 @@ def plan_validation_shards(
     metadata: MetadataStoreResource,
     raw_images: Manifest,
 ):
-    """Split the ingested images into shards of about `images_per_shard`."""
+    """Split the ingested images into shards of about `images_per_shard`; when the run goes on
+    to the transform, its settings travel with each shard so images are decoded once."""
     store = metadata.store
     config = stage_config(context, "validated_images", config, store)
+    transform = later_stage_config(context, "processed_images", store)
     yield from start_sharded_stage(
         context,
         store,
@@ -63,6 +65,7 @@ def plan_validation_shards(
         config.model_dump(),
         raw_images.count,
         config.images_per_shard,
+        ahead=transform.model_dump() if transform else None,
     )
 
 
@@ -81,6 +84,7 @@ def validate_shard(
         mode=config.mode,
         blobs=blobs.store,
         dataset=context.partition_key,
+        transform=TransformConfig(**shard.ahead).plan if shard.ahead else None,
     )
     return process_shard(
         context,

@@ -45,6 +45,12 @@ class BlobStore(ABC):
     def put_file(self, key: str, path: Path) -> str:
         """Store a local file's content under `key` (the file is left in place)."""
 
+    def move_file(self, key: str, path: Path) -> str:
+        """Store a scratch file under `key`; the file is gone afterwards."""
+        self.put_file(key, path)
+        path.unlink(missing_ok=True)
+        return key
+
     @abstractmethod
     def get_bytes(self, key: str) -> bytes: ...
 
@@ -125,6 +131,16 @@ class LocalBlobStore(BlobStore):
                 shutil.copyfileobj(source, out, 1024 * 1024)
 
         return self._write(key, fill)
+
+    def move_file(self, key: str, path: Path) -> str:
+        """A rename when the scratch file is on the store's filesystem: ingest copies nothing."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(path, target)
+        except OSError:
+            return super().move_file(key, path)
+        return key
 
     def get_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()

@@ -1,0 +1,75 @@
+"""Each image decoded once: validation transforms in the same pass when the run goes on to the
+transform, and the dataset is byte for byte the one the transform stage makes on its own."""
+
+import shutil
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance
+
+from dataset_assets.definitions import build_definitions
+from dataset_assets.registration import register_request
+from dataset_assets.request import parse_request
+from dataset_assets.storage.environment import resources_from_env
+from dataset_assets_tests.conftest import Pipeline
+from dataset_assets_tests.photos import write_photos
+from dataset_assets_tests.test_pipeline import SEED_OPERATIONS
+
+STAGES = ("raw_images", "validated_images", "deduplicated_images", "processed_images")
+LATER = ("labels", "tiered_storage", "quality_report")
+
+
+def build(root: Path, source: Path, monkeypatch, steps: list[tuple[str, ...]]) -> Pipeline:
+    """The registered request built in its own home, one run per group of stages in `steps`."""
+    monkeypatch.setenv("DATASET_ASSETS_HOME", str(root))
+    pipeline = Pipeline(root, resources_from_env(operator=True), DagsterInstance.ephemeral())
+    request = parse_request(
+        {"request_id": "once", "dataset_key": str(source), "operations": SEED_OPERATIONS}
+    )
+    register_request(
+        pipeline.instance, pipeline.resources["blobs"], pipeline.resources["metadata"], request
+    )
+    job = build_definitions(pipeline.resources).resolve_job_def("process_dataset")
+    for stages in steps:
+        result = job.execute_in_process(
+            instance=pipeline.instance,
+            partition_key="once",
+            asset_selection=[AssetKey(stage) for stage in stages],
+            raise_on_error=False,
+        )
+        assert result.success
+    return pipeline
+
+
+def test_images_are_decoded_once_and_the_dataset_is_the_same(tmp_path, sample_dir, monkeypatch):
+    source = tmp_path / "source"
+    shutil.copytree(sample_dir, source)
+    write_photos(source, {"photos/chelsea.jpg": "chelsea", "photos/coffee.jpg": "coffee"})
+    once = build(tmp_path / "once", source, monkeypatch, [STAGES + LATER])
+    twice = build(tmp_path / "twice", source, monkeypatch, [STAGES[:2], STAGES[2:] + LATER])
+
+    summaries = {
+        name: pipeline.metadata.get_request("once")["stages"]["processed_images"]
+        for name, pipeline in (("once", once), ("twice", twice))
+    }
+    processed = summaries["once"]["processed"]
+    assert summaries["twice"]["processed"] == processed > 20
+    assert summaries["twice"]["decoded_once"] == 0
+    # Images that validation decodes at the transform's own JPEG draft scale are decoded once;
+    # the others (a 640x480 JPEG is checked at full scale but halved by the draft) and the
+    # EXIF-rotated one are decoded again by the transform, as the same pixels require.
+    assert 10 <= summaries["once"]["decoded_once"] < processed
+    assert summaries["once"]["outputs_dropped"] >= 1  # the near duplicate's outputs
+
+    files, expected = once.outputs("once"), twice.outputs("once")
+    assert files.keys() == expected.keys()
+    assert all(files[key] == expected[key] for key in expected if not key.endswith(".html"))
+    kept = {
+        output["key"]
+        for doc in once.metadata.iter_images("once", status="processed")
+        for output in doc["outputs"]
+    }
+    assert set(once.blobs.list("processed/once")) == kept
+    assert not any(
+        doc.get("transform_key") or (doc["status"] != "processed" and doc.get("outputs"))
+        for doc in once.metadata.iter_images("once")
+    )
