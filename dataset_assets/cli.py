@@ -229,6 +229,7 @@ def _run(args: argparse.Namespace) -> int:
     instance = register(request)
     from dataset_assets.definitions import build_definitions
     from dataset_assets.failures import failure_cause
+    from dataset_assets.stages import pools
     from dataset_assets.storage.environment import resources_from_env
 
     resources = resources_from_env(operator=True)
@@ -253,6 +254,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         done.set()
         watcher.join()
+        pools.shutdown()
     if not result.success:
         stage, cause = failure_cause(result.all_events)
         reason = f"{stage}: {cause}" if stage else cause

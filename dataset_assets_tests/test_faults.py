@@ -12,7 +12,11 @@ OPS = [{"Resize": {"max_side": 40}}]
 
 
 class Outage:
-    """Makes `put_bytes` of processed images fail `remaining` times, then recover."""
+    """Makes `put_bytes` of processed images fail `remaining` times, then recover.
+
+    The JPEGs below are large enough that the transform's draft decode differs from
+    validation's, so their outputs are written by the transform stage, not ahead by validation.
+    """
 
     def __init__(self, remaining: int):
         self.remaining = remaining
@@ -31,10 +35,20 @@ class Outage:
         monkeypatch.setattr(LocalBlobStore, "put_bytes", flaky)
 
 
+@pytest.mark.parametrize(
+    ("size", "extension", "writer"),
+    [
+        # Small PNGs: validation decodes them as the transform would and writes the outputs.
+        ((60, 50), "png", "validated_images.validate_shard[shard_000]"),
+        # JPEGs checked at full scale but drafted to 1/8 by the transform: the transform writes.
+        ((600, 400), "jpg", "processed_images.transform_shard[shard_000]"),
+    ],
+)
 def test_a_transient_blob_fault_is_retried_and_the_run_succeeds_without_duplicates(
-    pipeline, make_images, monkeypatch
+    pipeline, make_images, monkeypatch, size, extension, writer
 ):
-    source = make_images({f"c/img_{i}.png": (60 + i, 50) for i in range(6)})
+    width, height = size
+    source = make_images({f"c/img_{i}.{extension}": (width + i, height) for i in range(6)})
     outage = Outage(remaining=1)
     outage.install(monkeypatch)
     result = pipeline.run({"request_id": "flaky", "dataset_key": str(source), "operations": OPS})
@@ -43,7 +57,7 @@ def test_a_transient_blob_fault_is_retried_and_the_run_succeeds_without_duplicat
     retried = [
         event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"
     ]
-    assert [event.step_key for event in retried] == ["processed_images.transform_shard[shard_000]"]
+    assert [event.step_key for event in retried] == [writer]
     assert pipeline.metadata.count_by("flaky", "status") == {"processed": 6}
     assert pipeline.metadata.count_images("flaky") == 6
     assert len(list(pipeline.blobs.list("processed/flaky/"))) == 6
@@ -55,7 +69,7 @@ def test_a_permanent_blob_fault_fails_the_step_with_its_cause(
 ):
     from dataset_assets.cli import main
 
-    source = make_images({"c/a.png": (64, 64), "c/b.png": (72, 64)})
+    source = make_images({"c/a.jpg": (640, 640), "c/b.jpg": (720, 640)})
     Outage(remaining=10_000).install(monkeypatch)
     result = pipeline.run({"request_id": "down", "dataset_key": str(source), "operations": OPS})
     assert not result.success
@@ -74,7 +88,7 @@ def test_the_root_cause_of_a_step_that_ran_out_of_retries_is_named(
 ):
     from dataset_assets.failures import failure_cause
 
-    source = make_images({"c/a.png": (64, 64)})
+    source = make_images({"c/a.jpg": (640, 640)})
     Outage(remaining=10_000).install(monkeypatch)
     result = pipeline.run({"request_id": "cause", "dataset_key": str(source), "operations": OPS})
     stage, cause = failure_cause(result.all_events)

@@ -1,5 +1,6 @@
 """Per-image work in worker processes: the same dataset as threads, and a crash costs one image."""
 
+import multiprocessing.forkserver
 import pickle
 import shutil
 from collections import Counter
@@ -8,12 +9,23 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
+from dataset_assets.stages import pools
 from dataset_assets.stages.pools import pool_for, run_each
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets_tests.conftest import Pipeline
 from dataset_assets_tests.crashing import FATAL, double
 from dataset_assets_tests.photos import PHOTOS, write_photos
 from dataset_assets_tests.test_pipeline import SEED_OPERATIONS
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fresh_fork_server_afterwards():
+    """Stop this module's worker pool and the fork server after it: a later test in the same
+    process that starts Dagster's multiprocess executor with the forkserver start method must
+    get a server with the environment of its own time (stdlib's own tests stop it this way)."""
+    yield
+    pools.shutdown()
+    multiprocessing.forkserver._forkserver._stop()
 
 
 def build(root: Path, source: Path, pool: str, monkeypatch) -> tuple[dict, dict[str, bytes]]:

@@ -119,7 +119,7 @@ def map_in_processes(
         pool = _process_pool(workers)
         done = yield from _until_broken(pool, fn, items, done, workers, lost)
         if lost:
-            _process_pool.cache_clear()
+            del _pools[workers]
             pool.shutdown(wait=False, cancel_futures=True)
             yield from _one_by_one(fn, lost, on_crash)
 
@@ -183,6 +183,16 @@ def _context() -> ForkServerContext:
     return context
 
 
-@cache
+_pools: dict[int, ProcessPoolExecutor] = {}
+
+
 def _process_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=_context())
+    if workers not in _pools:
+        _pools[workers] = ProcessPoolExecutor(workers, mp_context=_context())
+    return _pools[workers]
+
+
+def shutdown() -> None:
+    """Stop the worker processes this process started, once its stages are done."""
+    while _pools:
+        _pools.popitem()[1].shutdown(cancel_futures=True)
