@@ -13,7 +13,8 @@ Wall time, CPU time (user + system of the child and every process it waited for,
 cores used (CPU / wall), images per second and peak memory of the whole process tree (PSS,
 sampled from /proc every 20 ms: a pool's workers count, shared pages once) are printed with the
 ratios, then each stage's own seconds, then a 10-image run whose wall time less its stages'
-seconds is the fixed overhead, and optionally a run of many small images.
+seconds is the fixed overhead (next to Dagster's own floor: importing it and materializing seven
+no-op assets in process), and optionally a run of many small images.
 
     python bench/bench_end_to_end.py                      # 2,000 x 1024x768, median of 3
     python bench/bench_end_to_end.py --n 500 --repeat 1   # a quick look
@@ -193,6 +194,40 @@ def run_naive(source: Path, work: Path) -> dict[str, object]:
     return {**figures, **json.loads(str(figures["stdout"]).strip().splitlines()[-1])}
 
 
+def floor() -> None:
+    """Dagster's own floor, run as a child: import it, then materialize seven chained no-op
+    assets in process on a persistent instance, as `dataset-assets run` does."""
+    from dagster import AssetIn, DagsterInstance, Definitions, asset, define_asset_job
+
+    started = time.perf_counter()
+
+    @asset
+    def a0() -> int:
+        return 0
+
+    chain = [a0]
+    for index in range(1, 7):
+
+        @asset(name=f"a{index}", ins={"previous": AssetIn(chain[-1].key)})
+        def step(previous: int) -> int:
+            return previous + 1
+
+        chain.append(step)
+    job = Definitions(assets=chain, jobs=[define_asset_job("chain")]).resolve_job_def("chain")
+    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    job.execute_in_process(run_config=quiet, instance=DagsterInstance.get())
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+
+
+def run_floor(work: Path) -> dict[str, object]:
+    home = Path(tempfile.mkdtemp(prefix="floor-", dir=work))
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    figures = run_child([sys.executable, __file__, "--floor"], env)
+    shutil.rmtree(home)
+    return figures
+
+
 def median_of(runs: list[dict[str, object]]) -> dict[str, object]:
     """The run with the median wall time, so its figures belong together."""
     return sorted(runs, key=lambda run: float(run["wall"]))[len(runs) // 2]
@@ -245,10 +280,14 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=0, help="also run this many 96x72 images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--naive", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive:
         naive(args.naive, args.out)
+        return
+    if args.floor:
+        floor()
         return
 
     size = tuple(int(side) for side in args.size.lower().split("x"))
@@ -266,6 +305,8 @@ def main() -> None:
         print(f"\n10 files of {args.size}, median of {args.repeat}: wall {ten['wall']:.2f} s, "
               f"peak PSS {ten['peak']:.0f} MiB")  # fmt: skip
         print_stages(ten)
+        bare = median_of([run_floor(work) for _ in range(args.repeat)])
+        print(f"Dagster alone (import, then 7 no-op assets in process): wall {bare['wall']:.2f} s")
         if args.small:
             small = work / "small"
             write_corpus(small, args.small, (96, 72), args.seed + 2)
