@@ -51,10 +51,10 @@ def k8s_step_tags(requests: Mapping[str, str], limits: Mapping[str, str]) -> dic
 SHARD_STEP_TAGS = k8s_step_tags(
     requests={"cpu": "2", "memory": "2Gi"}, limits={"cpu": "2", "memory": "4Gi"}
 )
-"""`validate_shard` and `transform_shard`: a thread pool decoding and encoding images.
+"""`validate_shard` and `transform_shard`: worker processes decoding and encoding images.
 
-Two cores per pod; set the stage's `workers` to 2 on Kubernetes, because a pod sees every core
-of its node. Memory covers the interpreter (~220 MiB) plus a few decoded images per thread.
+Two cores per pod, so two workers: the count follows the pod's cgroup CPU limit, not its node's
+cores. Memory covers the interpreter (~220 MiB) plus each worker and a few decoded images.
 """
 
 COORDINATION_STEP_TAGS = k8s_step_tags(

@@ -120,7 +120,7 @@ def validate_image(
     reason = fields.get("reject_reason")
     if reason and (mode != "report-only" or reason in UNDECODABLE):
         fields["status"] = "rejected"
-    if transform and not reason and found.decoded and _same_decode(data, found, transform):
+    if transform and not reason and _same_decode(data, found, transform):
         source_size = (found.width, found.height)
         drafted = transform.pipeline.draft_size(*source_size) is not None
         image = pipeline_input(found.decoded, rules.target_mode)
