@@ -35,18 +35,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dataset_assets.stages.tracking import STAGES
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_transform import OPERATIONS, photo_like
-
-STAGES = (
-    "raw_images",
-    "validated_images",
-    "deduplicated_images",
-    "processed_images",
-    "labels",
-    "tiered_storage",
-    "quality_report",
-)
 
 
 def write_corpus(folder: Path, count: int, size: tuple[int, int], seed: int) -> int:

@@ -103,6 +103,26 @@ class IngestConfig(Config):
         )
 
 
+def _workers() -> Any:
+    """`workers` of a sharded stage."""
+    return pydantic.Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Workers per shard; 0 = one per core. Processes never outnumber the cores.",
+    )
+
+
+def _pool() -> Any:
+    """`pool` of a sharded stage."""
+    return pydantic.Field(
+        default="auto",
+        description="Where a shard's images run: processes use every core; auto picks them "
+        f"when a shard has {PROCESS_MIN_IMAGES_PER_WORKER} or more images per worker, else "
+        "threads.",
+    )
+
+
 def _max_ratio(what: str, check: str) -> Any:
     """The threshold field of a quality gate: unset means the default, which only warns."""
     return pydantic.Field(
@@ -162,18 +182,8 @@ class ValidationConfig(Config):
         le=100_000,
         description="Images per shard step; never one step per image.",
     )
-    workers: int = pydantic.Field(
-        default=0,
-        ge=0,
-        le=64,
-        description="Workers per shard; 0 = one per core. Processes never outnumber the cores.",
-    )
-    pool: PoolKind = pydantic.Field(
-        default="auto",
-        description="Where a shard's images run: processes use every core; auto picks them "
-        f"when a shard has {PROCESS_MIN_IMAGES_PER_WORKER} or more images per worker, else "
-        "threads.",
-    )
+    workers: int = _workers()
+    pool: PoolKind = _pool()
 
     @pydantic.field_validator("drop_issues")
     @classmethod
@@ -254,18 +264,8 @@ class TransformConfig(Config):
         le=100_000,
         description="Images per shard step; never one step per image.",
     )
-    workers: int = pydantic.Field(
-        default=0,
-        ge=0,
-        le=64,
-        description="Workers per shard; 0 = one per core. Processes never outnumber the cores.",
-    )
-    pool: PoolKind = pydantic.Field(
-        default="auto",
-        description="Where a shard's images run: processes use every core; auto picks them "
-        f"when a shard has {PROCESS_MIN_IMAGES_PER_WORKER} or more images per worker, else "
-        "threads.",
-    )
+    workers: int = _workers()
+    pool: PoolKind = _pool()
 
     @pydantic.field_validator("operations")
     @classmethod
