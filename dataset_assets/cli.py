@@ -7,6 +7,7 @@ in `dagster dev` pointed at the same `DAGSTER_HOME`.
 """
 
 import argparse
+import gc
 import json
 import os
 import socket
@@ -45,6 +46,25 @@ COUNT_KEYS = {
 
 class CommandError(Exception):
     """A failure to report as one line, with a non-zero exit code."""
+
+
+GC_THRESHOLDS = (100_000, 50, 1000)
+"""The collector's thresholds in the `dataset-assets` process. Importing Dagster and building the
+definitions allocate about a million long-lived objects; with Python's defaults (700, 10, 10) the
+collector scans them again and again while they load (~0.45 s of a run's start)."""
+
+
+def command() -> None:
+    """The `dataset-assets` console script: `main` in a process of its own.
+
+    The heap is frozen before the interpreter exits, so its final collections do not scan the
+    objects still alive (~0.8 s after a run otherwise). `atexit` hooks still run; objects kept
+    alive only by reference cycles are left to the process's exit, as Python allows.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

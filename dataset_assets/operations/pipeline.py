@@ -3,6 +3,7 @@
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from PIL import Image
@@ -35,9 +36,10 @@ class OperationPipeline:
         """The canonical request form: JSON-serialisable, and `parse` gives this pipeline back."""
         return [operation.spec() for operation in self.operations]
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """12 hex characters naming the output of the whole list (the empty list included)."""
+        """12 hex characters naming the output of the whole list (the empty list included);
+        computed once, as every image's output key names it."""
         return digest(self.to_spec())
 
     def bound(self, width: int, height: int, pixels: int) -> Bound:
