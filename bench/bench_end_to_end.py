@@ -19,6 +19,9 @@ no-op assets in process), and optionally a run of many small images.
     python bench/bench_end_to_end.py                      # 2,000 x 1024x768, median of 3
     python bench/bench_end_to_end.py --n 500 --repeat 1   # a quick look
     python bench/bench_end_to_end.py --small 10000        # also 10,000 images of 96x72
+
+`--cli` times another `dataset-assets` command (another checkout's, say) on the same files, for
+figures before and after a change.
 """
 
 import argparse
@@ -123,8 +126,8 @@ def run_child(command: list[str], env: dict[str, str] | None = None) -> dict[str
     }
 
 
-def run_pipeline(source: Path, work: Path) -> dict[str, object]:
-    """`dataset-assets run` in a fresh home; the stages' seconds come from `status --json`."""
+def run_pipeline(source: Path, work: Path, cli: str) -> dict[str, object]:
+    """`cli run` in a fresh home; the stages' seconds come from `status --json`."""
     home = Path(tempfile.mkdtemp(prefix="home-", dir=work))
     request = home / "request.json"
     request.write_text(
@@ -134,7 +137,6 @@ def run_pipeline(source: Path, work: Path) -> dict[str, object]:
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DATASET_ASSETS_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
-    cli = str(Path(sys.executable).with_name("dataset-assets"))
     figures = run_child([cli, "run", str(request), "--json"], env)
     counts = json.loads(str(figures["stdout"]).strip().splitlines()[-1])["counts"]
     status = run_child([cli, "status", "bench", "--json"], env)
@@ -221,8 +223,10 @@ def median_of(runs: list[dict[str, object]]) -> dict[str, object]:
     return sorted(runs, key=lambda run: float(run["wall"]))[len(runs) // 2]
 
 
-def compare(label: str, source: Path, work: Path, count: int, repeat: int) -> dict[str, object]:
-    ours = median_of([run_pipeline(source, work) for _ in range(repeat)])
+def compare(
+    label: str, source: Path, work: Path, count: int, repeat: int, cli: str
+) -> dict[str, object]:
+    ours = median_of([run_pipeline(source, work, cli) for _ in range(repeat)])
     theirs = median_of([run_naive(source, work) for _ in range(repeat)])
     print(f"\n{label}: {count} files, median of {repeat}")
     print(f"{'':<26}{'dataset-assets':>16}{'naive loop':>14}{'ratio':>9}")
@@ -267,6 +271,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; medians shown")
     parser.add_argument("--small", type=int, default=0, help="also run this many 96x72 images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cli",
+        default=str(Path(sys.executable).with_name("dataset-assets")),
+        help="the dataset-assets command to time (default: the one beside this Python)",
+    )
     parser.add_argument("--naive", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -285,11 +294,11 @@ def main() -> None:
         source = work / "images"
         planted = write_corpus(source, args.n, size, args.seed)
         ours = compare(f"{args.size} JPEGs ({planted} planted copies)", source, work, args.n,
-                       args.repeat)  # fmt: skip
+                       args.repeat, args.cli)  # fmt: skip
         print(f"  duplicates removed: {ours['duplicates']}")
         tiny = work / "ten"
         write_corpus(tiny, 10, size, args.seed + 1)
-        ten = median_of([run_pipeline(tiny, work) for _ in range(args.repeat)])
+        ten = median_of([run_pipeline(tiny, work, args.cli) for _ in range(args.repeat)])
         print(f"\n10 files of {args.size}, median of {args.repeat}: wall {ten['wall']:.2f} s, "
               f"peak PSS {ten['peak']:.0f} MiB")  # fmt: skip
         print_stages(ten)
@@ -298,7 +307,7 @@ def main() -> None:
         if args.small:
             small = work / "small"
             write_corpus(small, args.small, (96, 72), args.seed + 2)
-            compare("96x72 JPEGs", small, work, args.small, args.repeat)
+            compare("96x72 JPEGs", small, work, args.small, args.repeat, args.cli)
     finally:
         shutil.rmtree(work)
 
