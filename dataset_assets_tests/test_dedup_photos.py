@@ -136,6 +136,29 @@ def test_smooth_pictures_are_confirmed_by_intensity_alignment():
         assert verify(first, keypoints(photo(other))) is None, other
 
 
+def band(image: Image.Image, where: float) -> Image.Image:
+    """A band eight times as wide as it is tall, `where` down `image`: a thin picture, like a
+    syringe or a pen photographed lengthwise."""
+    width, height = image.size
+    top = int((height - width // 8) * where)
+    return image.crop((0, top, width, top + width // 8))
+
+
+@pytest.mark.parametrize("name", ["rocket", "coffee", "camera"])
+def test_thin_smooth_pictures_are_aligned_on_enough_rows(name):
+    original = band(defocused(name), 0.5)
+    first = keypoints(original)
+    assert len(first.points) < FEW_KEYPOINTS
+    copy = Image.open(io.BytesIO(EDITS["crop"](original)))
+    evidence = verify(first, keypoints(copy))
+    assert evidence is not None
+    assert evidence.method == ALIGNED_METHOD and evidence.overlap > 0.9
+    others = [band(defocused(name), 0.1), band(defocused(name), 0.9)]
+    others.append(band(defocused("chelsea"), 0.5))
+    for other in others:
+        assert verify(first, keypoints(other)) is None
+
+
 def test_pair_verifier_matches_a_flip_only_against_the_mirror_image():
     files = [jpeg(photo("rocket"), 92), EDITS["flip"](photo("rocket"))]
     verifier = PairVerifier(lambda index: files[index], workers=1)
