@@ -29,6 +29,7 @@ import time
 import types
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 
@@ -36,9 +37,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from bench.photos import encode, fetch, photographs, same_scene
 from dataset_assets.imaging.inspect import inspect_image
-from dataset_assets.imaging.verify import PairVerifier
 from dataset_assets.request import DedupConfig
-from dataset_assets.stages.deduplicated_images import HashTable, find_clusters
+from dataset_assets.stages.deduplicated_images import HashTable, find_clusters, verify_pairs
 
 Pair = frozenset[str]
 
@@ -141,7 +141,7 @@ def ours(folder: Path, files: list[str]) -> Iterable[set[str]]:
         row = {"image_id": f"{index:x}", "size_bytes": len(data), "validation": validation}
         rows.append((0, row))
     table = HashTable.from_rows(rows)
-    verifier = PairVerifier(lambda index: (folder / files[index]).read_bytes())
+    verifier = partial(verify_pairs, Path.read_bytes, [folder / file for file in files])
     for cluster in find_clusters(table, DedupConfig(), verifier):
         yield {files[cluster["keeper"]]} | {files[m["index"]] for m in cluster["members"]}
 

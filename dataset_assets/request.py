@@ -109,23 +109,22 @@ class IngestConfig(Config):
         )
 
 
-def _workers() -> Any:
-    """`workers` of a sharded stage."""
+def _workers(what: str = "per shard") -> Any:
+    """`workers` of a stage that spreads its per-image (or per-pair) work."""
     return pydantic.Field(
         default=0,
         ge=0,
         le=64,
-        description="Workers per shard; 0 = one per core. Processes never outnumber the cores.",
+        description=f"Workers {what}; 0 = one per core. Processes never outnumber the cores.",
     )
 
 
-def _pool() -> Any:
-    """`pool` of a sharded stage."""
+def _pool(items: str = "a shard's images") -> Any:
+    """`pool` of a stage that spreads its per-image (or per-pair) work."""
     return pydantic.Field(
         default="auto",
-        description="Where a shard's images run: processes use every core; auto picks them "
-        f"when a shard has {PROCESS_MIN_IMAGES_PER_WORKER} or more images per worker, else "
-        "threads.",
+        description=f"Where {items} run: processes use every core; auto picks them from "
+        f"{PROCESS_MIN_IMAGES_PER_WORKER} per worker, else threads.",
     )
 
 
@@ -228,6 +227,8 @@ class DedupConfig(Config):
         ge=0,
         description="Most candidate pairs verified per run (closest first): bounds the cost.",
     )
+    workers: int = _workers("verifying candidate pairs")
+    pool: PoolKind = _pool("candidate pairs")
     keep: Literal["best", "earliest"] = pydantic.Field(
         default="best",
         description="best = the likely original: most pixels, then lossless or highest JPEG "

@@ -3,6 +3,7 @@ the unedited original is the copy kept."""
 
 import io
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from dataset_assets.imaging.verify import (
     verify,
 )
 from dataset_assets.request import DedupConfig
-from dataset_assets.stages.deduplicated_images import HashTable, find_clusters
+from dataset_assets.stages.deduplicated_images import HashTable, find_clusters, verify_pairs
 from dataset_assets_tests.photos import photo as skimage_photo
 
 PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
@@ -161,7 +162,7 @@ def test_thin_smooth_pictures_are_aligned_on_enough_rows(name):
 
 def test_pair_verifier_matches_a_flip_only_against_the_mirror_image():
     files = [jpeg(photo("rocket"), 92), EDITS["flip"](photo("rocket"))]
-    verifier = PairVerifier(lambda index: files[index], workers=1)
+    verifier = PairVerifier(files.__getitem__)
     assert verifier.check(0, 1, True) is not None
     assert verifier.check(0, 1, False) is None
 
@@ -214,7 +215,7 @@ def test_the_rotated_or_cropped_copy_loses_even_at_the_same_encoding(name):
     original = photo(name)
     for edit, make in GEOMETRIC_EDITS.items():
         files = [jpeg(make(original), 92), jpeg(original, 92)]
-        verifier = PairVerifier(lambda index, files=files: files[index], workers=1)
+        verifier = partial(verify_pairs, files.__getitem__, range(len(files)))
         (cluster,) = find_clusters(table_of(files), DedupConfig(), verifier)
         assert cluster["keeper"] == 1, edit
         (member,) = cluster["members"]

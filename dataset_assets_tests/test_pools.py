@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
+from PIL import Image
 
 from dataset_assets.stages import pools
 from dataset_assets.stages.pools import pool_for, run_each
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets_tests.conftest import Pipeline
 from dataset_assets_tests.crashing import FATAL, double
-from dataset_assets_tests.photos import PHOTOS, write_photos
+from dataset_assets_tests.photos import PHOTOS, photo, write_photos
 from dataset_assets_tests.test_pipeline import SEED_OPERATIONS
+
+EDITED = ("astronaut", "coffee", "moon")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -38,6 +41,7 @@ def build(root: Path, source: Path, pool: str, monkeypatch) -> tuple[dict, dict[
         "operations": SEED_OPERATIONS,
         "validation": {"pool": pool, "workers": 2, "images_per_shard": 16},
         "transform": {"pool": pool, "workers": 2, "images_per_shard": 16},
+        "dedup": {"pool": pool, "workers": 2},
     }
     assert pipeline.run(request).success
     skip = {"updated_at", "_id", "ingest_run", "run_id"}
@@ -49,15 +53,23 @@ def build(root: Path, source: Path, pool: str, monkeypatch) -> tuple[dict, dict[
 
 
 def test_processes_build_the_same_dataset_as_threads(tmp_path, sample_dir, monkeypatch):
-    """The sample (with its truncated, non-image and too-small files) plus real photographs, once
-    in worker processes and once in threads: the same records and byte-identical dataset files."""
+    """The sample (with its truncated, non-image and too-small files) plus real photographs and
+    edited copies of three, once in worker processes and once in threads: the same records (the
+    copies' verification evidence too) and byte-identical dataset files."""
     source = tmp_path / "source"
     shutil.copytree(sample_dir, source)
     write_photos(source, {f"photos/{name}.jpg": name for name in PHOTOS})
+    (source / "copies").mkdir()
+    for name in EDITED:
+        photo(name).rotate(3, Image.Resampling.BICUBIC).save(source / f"copies/{name}.jpg")
     in_processes, files = build(tmp_path / "processes", source, "processes", monkeypatch)
     in_threads, expected = build(tmp_path / "threads", source, "threads", monkeypatch)
 
     assert in_processes == in_threads
+    for name in EDITED:
+        copy = in_processes[f"copies/{name}.jpg"]
+        assert copy["status"] == "duplicate", name
+        assert copy["evidence"]["method"] in ("orb-ransac", "ecc-aligned"), name
     statuses = Counter(doc["status"] for doc in in_threads.values())
     assert statuses["processed"] > 20 and statuses["rejected"] == 3
     images = [

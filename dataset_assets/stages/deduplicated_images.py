@@ -1,8 +1,10 @@
 """Deduplication: exact and near-duplicate clusters, and which image of each cluster survives."""
 
+import uuid
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -17,12 +19,13 @@ from dagster import (
 from dataset_assets.imaging.candidates import candidate_pairs
 from dataset_assets.imaging.hashing import WINDOWS
 from dataset_assets.imaging.neardup import cluster_pairs, find_near_duplicate_pairs, hash_to_int
-from dataset_assets.imaging.verify import Evidence, PairVerifier
+from dataset_assets.imaging.verify import Evidence, check_pair
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import DedupConfig
 from dataset_assets.stages.gates import gate, gate_result
 from dataset_assets.stages.policies import METADATA_RETRY
+from dataset_assets.stages.pools import PoolKind, run_each, worker_count
 from dataset_assets.stages.progress import StageProgress
 from dataset_assets.stages.quality_report import stop_with_report
 from dataset_assets.stages.request_settings import stage_config
@@ -287,13 +290,43 @@ def _kind(table: HashTable, keeper: int, other: int) -> str:
     return "exact" if same_file or same_pixels else "near"
 
 
+def verify_pairs(
+    read: Callable[[Hashable], bytes],
+    keys: Mapping[int, Hashable] | Sequence[Hashable],
+    rows: np.ndarray,
+    flipped: np.ndarray,
+    workers: int = 0,
+    pool: PoolKind = "auto",
+) -> list[Evidence | None]:
+    """Evidence (or None) for each candidate pair `(i, j)` of `rows`, image `i` read as
+    `read(keys[i])`; `flipped` marks mirror matches.
+
+    Pairs run where `pools.run_each` puts them: OpenCV's intensity alignment holds the GIL, so
+    threads verify on one core and processes on every core. A pair whose file kills its worker is
+    simply not confirmed.
+    """
+    pairs = [
+        (index, keys[i], keys[j], mirror)
+        for index, ((i, j), mirror) in enumerate(zip(rows.tolist(), flipped.tolist(), strict=True))
+    ]
+    results: list[Evidence | None] = [None] * len(pairs)
+    check = partial(check_pair, read, uuid.uuid4().hex)
+    for pair, evidence in run_each(check, pairs, worker_count(workers), pool, lambda _: None):
+        results[pair[0]] = evidence
+    return results
+
+
 def _stage_verifier(
-    store: MetadataStore, blobs: BlobStore, table: HashTable, datasets: list[str]
+    store: MetadataStore,
+    blobs: BlobStore,
+    table: HashTable,
+    datasets: list[str],
+    config: DedupConfig,
 ) -> Verifier:
     """The verifier the stage runs: reads each candidate's original file from the blob store.
 
-    Blob keys are looked up once, for the images in candidate pairs only, before the worker
-    threads start (the embedded metadata store is not shared across threads).
+    Blob keys are looked up once, for the images in candidate pairs only, before the pairs go to
+    the workers (the embedded metadata store is not shared across threads or processes).
     """
 
     def run(rows: np.ndarray, flipped: np.ndarray) -> list[Evidence | None]:
@@ -307,7 +340,7 @@ def _stage_verifier(
                 fields = ("image_id", "blob_key")
                 for doc in store.iter_images(dataset, fields=fields, extra=query):
                     keys[batch[doc["image_id"]]] = doc["blob_key"]
-        return PairVerifier(lambda index: blobs.get_bytes(keys[index]))(rows, flipped)
+        return verify_pairs(blobs.get_bytes, keys, rows, flipped, config.workers, config.pool)
 
     return run
 
@@ -351,7 +384,7 @@ def deduplicated_images(
     )
     table = HashTable.from_rows(rows)
     sources = [dataset, *config.against]
-    verifier = _stage_verifier(store, blobs.store, table, sources)
+    verifier = _stage_verifier(store, blobs.store, table, sources, config)
     clusters = find_clusters(table, config, verifier) if config.enabled else []
     store.set_status(dataset, PASSED, "unique", unset=CLUSTER_FIELDS)
     changes = []

@@ -31,7 +31,12 @@ PROCESS_MIN_IMAGES_PER_WORKER = 16
 more than the threads lose."""
 CHUNK = 8
 """Images per task sent to a worker process, so the per-task round trip stays small."""
-WORKER_MODULES = ["__main__", "dataset_assets.stages.per_image", "scipy.fftpack"]
+WORKER_MODULES = [
+    "__main__",
+    "dataset_assets.stages.per_image",
+    "dataset_assets.imaging.verify",
+    "scipy.fftpack",
+]
 """Imported once by the fork server, so each worker starts with the imaging code loaded (and
 with the main module, which a worker would otherwise import again on its own). `imagehash`
 imports `scipy.fftpack` on its first perceptual hash: ~0.3 s in every worker unless preloaded."""
