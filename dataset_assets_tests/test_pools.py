@@ -6,15 +6,17 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from dagster import DagsterInstance
 from PIL import Image
 
 from dataset_assets.stages import pools
+from dataset_assets.stages.deduplicated_images import verify_pairs
 from dataset_assets.stages.pools import pool_for, run_each
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets_tests.conftest import Pipeline
-from dataset_assets_tests.crashing import FATAL, double
+from dataset_assets_tests.crashing import FATAL, double, read_or_die
 from dataset_assets_tests.photos import PHOTOS, photo, write_photos
 from dataset_assets_tests.test_pipeline import SEED_OPERATIONS
 
@@ -88,6 +90,19 @@ def test_a_worker_that_dies_costs_only_its_own_item():
     assert results == {item: -1 if item == FATAL else 2 * item for item in items}
     again = dict(run_each(double, [1, 2, 3], 2, "processes", on_crash=lambda item: -1))
     assert again == {1: 2, 2: 4, 3: 6}
+
+
+def test_a_pair_whose_file_kills_its_worker_is_not_confirmed(tmp_path):
+    rocket = photo("rocket")
+    rocket.save(tmp_path / "rocket.jpg", quality=92)
+    rocket.rotate(3, Image.Resampling.BICUBIC).save(tmp_path / "rotated.jpg", quality=85)
+    rocket.save(tmp_path / "fatal.jpg", quality=92)
+    files = [tmp_path / name for name in ("rocket.jpg", "rotated.jpg", "fatal.jpg")]
+    rows = np.array([(0, 1), (0, 2), (1, 2)])
+    flipped = np.zeros(3, dtype=bool)
+    results = verify_pairs(read_or_die, files, rows, flipped, workers=2, pool="processes")
+    assert results[0] is not None and results[0].method == "orb-ransac"
+    assert results[1:] == [None, None]
 
 
 @pytest.mark.parametrize(

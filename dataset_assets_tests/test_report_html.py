@@ -383,6 +383,33 @@ def test_kept_member_of_each_cluster_is_marked_kept(report: dict) -> None:
     assert [figure.attrs.get("class") for figure in near.find_all("figure")] == [None, "is-kept"]
 
 
+@pytest.mark.parametrize(
+    ("evidence", "shown"),
+    [
+        (
+            {"method": "ecc-aligned", "correlation": 0.97, "rotation": 3.04, "scale": 1.12,
+             "flipped": False, "edited": True},
+            "aligned by intensity, correlation 0.97, rotation 3.0\u00b0, scale 1.12, "
+            "this copy is the rotated or cropped one",
+        ),
+        (
+            {"method": "orb-ransac", "inliers": 214, "correlation": 0.99, "rotation": -0.02,
+             "scale": 1.0, "flipped": True, "edited": None, "matched": 4},
+            "214 keypoints agree, correlation 0.99, rotation -0.0\u00b0, scale 1.00, flipped "
+            "(matched through another copy in the cluster)",
+        ),
+        ({"method": "same pixels"}, "same decoded pixels"),
+    ],
+)  # fmt: skip
+def test_each_removed_copy_shows_the_evidence_that_matched_it(
+    report: dict, evidence: dict, shown: str
+) -> None:
+    report["duplicate_clusters"][1]["members"][0]["evidence"] = evidence
+    duplicates = section(parse(render_report_html(report)), "duplicates")
+    removed = duplicates.find_all(class_="cluster")[1].find_all("figure")[0]
+    assert removed.find(class_="evidence").text() == shown
+
+
 def test_hostile_names_are_shown_as_text(report: dict) -> None:
     report["dataset"] = "</title><script>steal()</script>"
     page = render_report_html(report)

@@ -539,23 +539,39 @@ def _cluster(cluster: Mapping[str, Any]) -> str:
     )
 
 
+_EXACT_METHODS = {"same file": "same file bytes", "same pixels": "same decoded pixels"}
+
+
 def _evidence(evidence: Mapping[str, Any] | None) -> str:
-    """What matched a removed copy to its cluster: the method and its figures."""
+    """What matched a removed copy to its cluster: the method, its figures, and whether this
+    copy is the rotated or cropped side, which is why the other was kept."""
     if not evidence:
         return ""
     method = str(evidence.get("method", ""))
-    if method == "orb-ransac":
-        flipped = ", flipped" if evidence.get("flipped") else ""
-        detail = (
-            f"{_count(evidence.get('inliers', 0))} keypoints agree, correlation "
-            f"{float(evidence.get('correlation') or 0):.2f}, rotation "
-            f"{float(evidence.get('rotation') or 0):.1f}&deg;{flipped}"
+    if method in ("orb-ransac", "ecc-aligned"):
+        how = (
+            f"{_count(evidence.get('inliers', 0))} keypoints agree"
+            if method == "orb-ransac"
+            else "aligned by intensity"
         )
+        parts = [
+            how,
+            f"correlation {float(evidence.get('correlation') or 0):.2f}",
+            f"rotation {float(evidence.get('rotation') or 0):.1f}&deg;",
+            f"scale {float(evidence.get('scale') or 1):.2f}",
+        ]
+        if evidence.get("flipped"):
+            parts.append("flipped")
+        if evidence.get("edited") is True:
+            parts.append("this copy is the rotated or cropped one")
+        detail = ", ".join(parts)
     elif method == "phash":
         detail = f"hash distance {_count(evidence.get('distance', 0))}"
     else:
-        detail = _e(method)
-    return f'<div class="msg">{detail}</div>'
+        detail = _EXACT_METHODS.get(method) or _e(method)
+    if evidence.get("matched") is not None:
+        detail += " (matched through another copy in the cluster)"
+    return f'<div class="msg evidence">{detail}</div>'
 
 
 def _histogram_svg(hist: Mapping[str, Sequence[float]], axis_title: str) -> str:
