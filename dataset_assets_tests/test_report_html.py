@@ -395,7 +395,7 @@ def test_kept_member_of_each_cluster_is_marked_kept(report: dict) -> None:
         (
             {"method": "orb-ransac", "inliers": 214, "correlation": 0.99, "rotation": -0.02,
              "scale": 1.0, "flipped": True, "edited": None, "matched": 4},
-            "214 keypoints agree, correlation 0.99, rotation -0.0\u00b0, scale 1.00, flipped "
+            "214 keypoints agree, correlation 0.99, rotation 0.0\u00b0, scale 1.00, flipped "
             "(matched through another copy in the cluster)",
         ),
         ({"method": "same pixels"}, "same decoded pixels"),

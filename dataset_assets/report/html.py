@@ -554,10 +554,11 @@ def _evidence(evidence: Mapping[str, Any] | None) -> str:
             if method == "orb-ransac"
             else "aligned by intensity"
         )
+        # Rounded first, then + 0.0: a rotation of -0.02 degrees reads 0.0, not -0.0.
         parts = [
             how,
             f"correlation {float(evidence.get('correlation') or 0):.2f}",
-            f"rotation {float(evidence.get('rotation') or 0):.1f}&deg;",
+            f"rotation {round(float(evidence.get('rotation') or 0), 1) + 0.0:.1f}&deg;",
             f"scale {float(evidence.get('scale') or 1):.2f}",
         ]
         if evidence.get("flipped"):
