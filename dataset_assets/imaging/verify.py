@@ -429,7 +429,7 @@ class PairVerifier:
     sorted by their first image.
     """
 
-    def __init__(self, read: Callable[[Hashable], bytes], *, cache_size: int = 512) -> None:
+    def __init__(self, read: Callable[[Hashable], bytes], *, cache_size: int = 256) -> None:
         self._read = read
         self._keypoints = lru_cache(maxsize=cache_size)(self._find)
 
@@ -458,3 +458,8 @@ def check_pair(
         _verifiers.clear()
         verifier = _verifiers.setdefault(run, PairVerifier(read))
     return verifier.check(*pair[1:])
+
+
+def forget_run(run: str) -> None:
+    """Drop the keypoints `check_pair` keeps for `run` in this process, once its pairs are done."""
+    _verifiers.pop(run, None)

@@ -19,7 +19,7 @@ from dagster import (
 from dataset_assets.imaging.candidates import candidate_pairs
 from dataset_assets.imaging.hashing import WINDOWS
 from dataset_assets.imaging.neardup import cluster_pairs, find_near_duplicate_pairs, hash_to_int
-from dataset_assets.imaging.verify import Evidence, check_pair
+from dataset_assets.imaging.verify import Evidence, check_pair, forget_run
 from dataset_assets.manifest import Manifest
 from dataset_assets.partitions import datasets_partitions
 from dataset_assets.request import DedupConfig
@@ -310,9 +310,11 @@ def verify_pairs(
         for index, ((i, j), mirror) in enumerate(zip(rows.tolist(), flipped.tolist(), strict=True))
     ]
     results: list[Evidence | None] = [None] * len(pairs)
-    check = partial(check_pair, read, uuid.uuid4().hex)
+    run = uuid.uuid4().hex
+    check = partial(check_pair, read, run)
     for pair, evidence in run_each(check, pairs, worker_count(workers), pool, lambda _: None):
         results[pair[0]] = evidence
+    forget_run(run)
     return results
 
 
