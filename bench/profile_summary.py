@@ -19,6 +19,8 @@ from collections import Counter
 from pathlib import Path
 
 IMPORT_FRAME = "<frozen importlib._bootstrap"
+PROCESS_FRAME = re.compile(r'process \d+:"[^"]*";?')
+"""py-spy's first frames name the process and its command line (which may hold `;`)."""
 
 
 def frame_name(frame: str) -> str:
@@ -37,7 +39,7 @@ def summarise(lines: list[str]) -> tuple[int, Counter[str], Counter[str]]:
             continue
         samples = int(count)
         total += samples
-        frames = [frame_name(frame) for frame in stack.split(";")[1:]]
+        frames = [frame_name(frame) for frame in PROCESS_FRAME.sub("", stack).split(";") if frame]
         importing = [i for i, frame in enumerate(frames) if IMPORT_FRAME in frame]
         if importing:
             frames = [*frames[: importing[0]], "(imports)"]
