@@ -2,16 +2,21 @@
 transform, and the dataset is byte for byte the one the transform stage makes on its own."""
 
 import shutil
+from io import BytesIO
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, DagsterInstance
+from PIL import Image, ImageOps
 
 from dataset_assets.definitions import build_definitions
+from dataset_assets.operations import OperationPipeline
 from dataset_assets.registration import register_request
 from dataset_assets.request import parse_request
+from dataset_assets.stages.per_image import ROTATED, decode, pipeline_input
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets_tests.conftest import Pipeline
-from dataset_assets_tests.photos import write_photos
+from dataset_assets_tests.photos import photo, write_photos
 from dataset_assets_tests.test_pipeline import SEED_OPERATIONS
 
 STAGES = ("raw_images", "validated_images", "deduplicated_images", "processed_images")
@@ -73,3 +78,31 @@ def test_images_are_decoded_once_and_the_dataset_is_the_same(tmp_path, sample_di
         doc.get("transform_key") or (doc["status"] != "processed" and doc.get("outputs"))
         for doc in once.metadata.iter_images("once")
     )
+
+
+@pytest.mark.parametrize("orientation", [None, 1, 2, 3, 6, 8])
+@pytest.mark.parametrize("operations", [SEED_OPERATIONS, ["GrayScale"]])
+def test_the_transform_decodes_the_pixels_exif_transpose_gives(orientation, operations):
+    """An upright JPEG skips `exif_transpose` (it would only copy it); every orientation still
+    decodes to what `exif_transpose` gives, at the same draft scale and source size."""
+    image = photo("chelsea")
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buffer = BytesIO()
+    image.save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    data = buffer.getvalue()
+    pipeline = OperationPipeline.parse(operations)
+
+    decoded, source_size = decode(data, pipeline, "RGB")
+
+    reference = Image.open(BytesIO(data))
+    rotated = orientation in ROTATED
+    oriented = reference.size[::-1] if rotated else reference.size
+    draft = pipeline.draft_size(*oriented)
+    if draft:
+        reference.draft(reference.mode, draft[::-1] if rotated else draft)
+    expected = pipeline_input(ImageOps.exif_transpose(reference), "RGB")
+    assert source_size == (oriented if draft else None)
+    assert (decoded.mode, decoded.size) == (expected.mode, expected.size)
+    assert decoded.tobytes() == expected.tobytes()

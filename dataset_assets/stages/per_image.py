@@ -162,18 +162,23 @@ def decode(
 
     Modes are normalised exactly as validation did (16-bit scaled, transparency on white), so
     the hashes and the outputs describe the same pixels. Returns the oriented image and, when
-    draft mode shrank it, the full size it came from.
+    draft mode shrank it, the full size it came from. An upright JPEG is used as decoded:
+    `exif_transpose` would only copy it.
     """
     image = Image.open(BytesIO(data))
     source_size = None
     if image.format == "JPEG":
         width, height = image.size
-        rotated = image.getexif().get(0x0112) in ROTATED
+        orientation = image.getexif().get(0x0112)
+        rotated = orientation in ROTATED
         oriented = (height, width) if rotated else (width, height)
         size = pipeline.draft_size(*oriented)
         if size:
             image.draft(image.mode, size[::-1] if rotated else size)
             source_size = oriented
+        if orientation in (None, 1):
+            image.load()
+            return pipeline_input(image, target_mode), source_size
     return pipeline_input(ImageOps.exif_transpose(image), target_mode), source_size
 
 
