@@ -41,7 +41,7 @@ from PIL import Image
 from dataset_assets.stages.tracking import STAGES
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_transform import OPERATIONS, photo_like
+from bench_transform import OPERATIONS, naive_operations, photo_like
 
 
 def write_corpus(folder: Path, count: int, size: tuple[int, int], seed: int) -> int:
@@ -167,11 +167,7 @@ def naive(source: Path, output: Path) -> None:
         if key in seen:
             continue
         seen.add(key)
-        half = (round(image.width / 2), round(image.height / 2))
-        gray = image.resize(half, Image.Resampling.LANCZOS).convert("L")
-        pixels = np.asarray(gray, np.float32)
-        noisy = pixels + rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(25.5)
-        result = Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
+        result = naive_operations(image, rng)
         result.save(output / f"{path.parent.name}_{path.stem}.jpg", quality=90)
         written += 1
     print(json.dumps({"count": written}))

@@ -100,6 +100,15 @@ def run_stage(source: Path, work: Path, workers: int) -> dict[str, object]:
     }
 
 
+def naive_operations(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The seed operations as a throw-away script writes them: half size, grey, noise 0.1."""
+    half = (round(image.width / 2), round(image.height / 2))
+    gray = image.resize(half, Image.Resampling.LANCZOS).convert("L")
+    pixels = np.asarray(gray, np.float32)
+    noisy = pixels + rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(25.5)
+    return Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
+
+
 def baseline(source: Path, output: Path) -> None:
     """The naive loop, run as a child: prints its image count and loop time as JSON."""
     output.mkdir(parents=True, exist_ok=True)
@@ -109,12 +118,7 @@ def baseline(source: Path, output: Path) -> None:
     for index, path in enumerate(paths):
         with Image.open(path) as opened:
             image = opened.convert("RGB")
-        half = (round(image.width / 2), round(image.height / 2))
-        gray = image.resize(half, Image.Resampling.LANCZOS).convert("L")
-        pixels = np.asarray(gray, np.float32)
-        noisy = pixels + rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(25.5)
-        result = Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
-        result.save(output / f"{index:05d}.jpg", quality=90)
+        naive_operations(image, rng).save(output / f"{index:05d}.jpg", quality=90)
     print(json.dumps({"count": len(paths), "seconds": time.perf_counter() - started}))
 
 

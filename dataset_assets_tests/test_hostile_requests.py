@@ -88,6 +88,8 @@ POISONS: dict[str, tuple[dict[str, Any] | str, str]] = {
         "labels.manifest names a file inside the dataset",
     ),
     "many_workers": (body(transform={"workers": 100_000}), "transform.workers"),
+    "dedup_many_workers": (body(dedup={"workers": 9999}), "dedup.workers"),
+    "dedup_pool": (body(dedup={"pool": "forkbomb"}), "dedup.pool: Input should be 'auto'"),
     "not_an_object": ("[1, 2, 3]", "request must be a JSON object"),
     "hundred_operations": (
         body(operations=["GrayScale"] * 100),

@@ -261,13 +261,8 @@ def _chunk_pairs(
     bucket_keys = sorted_keys[bucket_starts]
 
     def verified(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        xor = sorted_hashes[left] ^ sorted_hashes[right]
-        keep = np.flatnonzero(np.bitwise_count(xor) <= limit)
-        xor, left, right = xor[keep], left[keep], right[keep]
-        for earlier in chunks[:index]:
-            keep = np.flatnonzero(earlier.distances(xor) > earlier.radius)
-            xor, left, right = xor[keep], left[keep], right[keep]
-        first, second = order[left], order[right]
+        keep = _first_found(sorted_hashes[left] ^ sorted_hashes[right], chunks, index, limit)
+        first, second = order[left[keep]], order[right[keep]]
         return np.minimum(first, second) * count + np.maximum(first, second)
 
     crowded = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
@@ -289,6 +284,15 @@ def _chunk_pairs(
             for pair, local in _segments(bucket_sizes[own] * partner_sizes):
                 step, offset = np.divmod(local, partner_sizes[pair])
                 yield verified(bucket_starts[own[pair]] + step, partner_starts[pair] + offset)
+
+
+def _first_found(xor: np.ndarray, chunks: tuple[_Chunk, ...], index: int, limit: int) -> np.ndarray:
+    """Indices of the pairs (given as the xor of their hashes) within `limit` bits that no chunk
+    before `index` matches: each pair is reported by the first chunk that finds it."""
+    keep = np.flatnonzero(np.bitwise_count(xor) <= limit)
+    for earlier in chunks[:index]:
+        keep = keep[earlier.distances(xor[keep]) > earlier.radius]
+    return keep
 
 
 def _chunk_pairs_between(
@@ -326,9 +330,5 @@ def _chunk_pairs_between(
             position = starts[pair] + offset
             query = group_starts[owners[pair]] + step
             xor = sorted_hashes[position] ^ sorted_asked[query]
-            keep = np.flatnonzero(np.bitwise_count(xor) <= limit)
-            xor, position, query = xor[keep], position[keep], query[keep]
-            for earlier in chunks[:index]:
-                keep = np.flatnonzero(earlier.distances(xor) > earlier.radius)
-                xor, position, query = xor[keep], position[keep], query[keep]
-            yield order[position] * asked.size + asked_order[query]
+            keep = _first_found(xor, chunks, index, limit)
+            yield order[position[keep]] * asked.size + asked_order[query[keep]]
