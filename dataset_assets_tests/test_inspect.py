@@ -4,13 +4,15 @@ import io
 import struct
 import warnings
 import zlib
+from functools import partial
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pytest
-from PIL import Image, ImageFile, ImageFilter
+from PIL import Image, ImageFile, ImageFilter, ImageOps
 
-from dataset_assets.imaging.hashing import hash_distance
+from dataset_assets.imaging.hashing import WINDOWS, hash_distance, image_hashes
 from dataset_assets.imaging.inspect import (
     ISSUE_THRESHOLDS,
     REJECT_REASONS,
@@ -19,6 +21,8 @@ from dataset_assets.imaging.inspect import (
     decode_scale_for,
     inspect_image,
 )
+from dataset_assets_tests.photos import PHOTOS
+from dataset_assets_tests.photos import photo as real_photo
 
 QUALITY_ISSUES = {
     "blurry",
@@ -394,6 +398,32 @@ def test_other_hash_kinds_give_sixteen_hex_chars(tmp_path: Path, hash_kind: str)
 
     assert len(result.perceptual_hash) == 16
     int(result.perceptual_hash, 16)
+
+
+@pytest.mark.parametrize("hash_kind", ["phash", "dhash", "whash"])
+def test_every_hash_is_what_imagehash_gives_call_by_call(hash_kind: str) -> None:
+    """The eight hashes come from one grey copy and, for phash, one batched DCT: each must be
+    bit for bit the hash `imagehash` gives the RGB view, its mirror and each window's crop."""
+    hasher = {
+        "phash": imagehash.phash,
+        "dhash": imagehash.dhash,
+        "whash": partial(imagehash.whash, image_scale=64),
+    }[hash_kind]
+    for name in PHOTOS:
+        image = real_photo(name)
+        for view in (image, image.resize((96, 72)), image.crop((0, 0, 300, 40))):
+            width, height = view.size
+            boxes = [
+                (round(a * width), round(b * height), round(c * width), round(d * height))
+                for a, b, c, d in WINDOWS
+            ]
+
+            hashes = image_hashes(view, hash_kind)
+
+            assert hashes.perceptual == str(hasher(view)), name
+            assert hashes.mirror == str(hasher(ImageOps.mirror(view))), name
+            assert hashes.gradient == str(imagehash.dhash(view)), name
+            assert hashes.windows == tuple(str(hasher(view.crop(box))) for box in boxes), name
 
 
 def test_lossless_reencodes_share_the_pixel_hash(tmp_path: Path) -> None:

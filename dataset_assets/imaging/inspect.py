@@ -21,14 +21,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from dataset_assets.imaging.encoding import encoding_quality
-from dataset_assets.imaging.hashing import (
-    HashKind,
-    gradient_hash,
-    mirror_hash,
-    perceptual_hash,
-    pixel_hash,
-    window_hashes,
-)
+from dataset_assets.imaging.hashing import HashKind, image_hashes, pixel_hash
 from dataset_assets.imaging.quality import ISSUE_THRESHOLDS, flag_issues, measure_quality
 
 __all__ = [
@@ -335,6 +328,7 @@ def _decode(image: ImageFile.ImageFile, header: _Header, rules: ValidationRules)
 
 def _accepted(decoded: _Decoded, header: _Header, name: str, rules: ValidationRules) -> Inspection:
     quality = measure_quality(decoded.view, decoded.width, decoded.height)
+    hashes = image_hashes(decoded.view, rules.hash_kind)
     issues = {**quality.issues, "extension_mismatch": _extension_mismatch(name, header.format)}
     return Inspection(
         ok=True,
@@ -346,11 +340,11 @@ def _accepted(decoded: _Decoded, header: _Header, name: str, rules: ValidationRu
         mode=header.mode,
         frames=header.frames,
         exif_rotated=decoded.orientation != 1,
-        perceptual_hash=perceptual_hash(decoded.view, rules.hash_kind),
+        perceptual_hash=hashes.perceptual,
         pixel_hash=pixel_hash(decoded.normalised, (decoded.width, decoded.height)),
-        mirror_hash=mirror_hash(decoded.view, rules.hash_kind),
-        gradient_hash=gradient_hash(decoded.view),
-        window_hashes=tuple(window_hashes(decoded.view, rules.hash_kind)),
+        mirror_hash=hashes.mirror,
+        gradient_hash=hashes.gradient,
+        window_hashes=hashes.windows,
         encoding_quality=decoded.encoding_quality,
         issues=issues,
         flagged=flag_issues(issues),

@@ -35,11 +35,10 @@ WORKER_MODULES = [
     "__main__",
     "dataset_assets.stages.per_image",
     "dataset_assets.imaging.verify",
-    "scipy.fftpack",
 ]
 """Imported once by the fork server, so each worker starts with the imaging code loaded (and
-with the main module, which a worker would otherwise import again on its own). `imagehash`
-imports `scipy.fftpack` on its first perceptual hash: ~0.3 s in every worker unless preloaded."""
+with the main module, which a worker would otherwise import again on its own): `scipy.fftpack`
+alone, which the perceptual hashes need, costs ~0.3 s."""
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
