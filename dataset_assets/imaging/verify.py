@@ -24,7 +24,7 @@ candidates only, never all pairs.
 import io
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -101,6 +101,21 @@ class Keypoints:
     gray: np.ndarray  # uint8, long side SIDE
     mirrored: bool = False
     detail: int = SIDE  # long side of the decoded image: `gray` holds no finer detail
+
+    @cached_property
+    def smooth(self) -> np.ndarray:
+        """The blurred float copy intensity alignment works on, made once per image however
+        many pairs it is in."""
+        small = cv2.resize(
+            self.gray, _reduced_size(self.gray.shape, _ALIGN_SIDE), interpolation=cv2.INTER_AREA
+        )
+        return cv2.GaussianBlur(small, (0, 0), 1.0).astype(np.float32)
+
+    @cached_property
+    def smooth_half(self) -> np.ndarray:
+        """`smooth` at half size, for the first pass over the starting maps (`_promising`)."""
+        size = _reduced_size(self.smooth.shape, _ALIGN_SIDE // 2)
+        return cv2.resize(self.smooth, size, interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)
@@ -192,9 +207,9 @@ def _match_intensities(first: Keypoints, second: Keypoints) -> Evidence | None:
     (`_promising`): on the benchmark and on synthetic fields every decision stayed the same at a
     third of the cost, most of it spent on pairs that are not copies.
     """
-    a, b = _small(first.gray), _small(second.gray)
+    a, b = first.smooth, second.smooth
     best = max(
-        (_align(a, b, start) for start in _promising(a, b)),
+        (_align(a, b, start) for start in _promising(first, second)),
         key=lambda found: found[0] if found else -1.0,
         default=None,
     )
@@ -213,14 +228,11 @@ def _match_intensities(first: Keypoints, second: Keypoints) -> Evidence | None:
     return _evidence(ALIGNED_METHOD, first, second, transform, correlation, overlap, 0, 0)
 
 
-def _promising(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+def _promising(first: Keypoints, second: Keypoints) -> list[np.ndarray]:
     """Starting maps worth converging: each start gets `_ECC_FIRST` iterations on half-size
     copies, and the `_ECC_KEEP` best that reach `_ECC_FIRST_MIN` go on at full size."""
-    half_a, half_b = (
-        cv2.resize(x, _reduced_size(x.shape, _ALIGN_SIDE // 2), interpolation=cv2.INTER_AREA)
-        for x in (a, b)
-    )
-    starts = _hypotheses(a.shape, b.shape)
+    half_a, half_b = first.smooth_half, second.smooth_half
+    starts = _hypotheses(first.smooth.shape, second.smooth.shape)
     tried = [
         (found[0], k)
         for k, start in enumerate(_hypotheses(half_a.shape, half_b.shape))
@@ -250,12 +262,6 @@ def _reduced_size(shape: tuple[int, int], side: int) -> tuple[int, int]:
     long, short = max(shape), min(shape)
     scale = max(side / long, min(_ACROSS / short, 3 * side / long))
     return max(_BLOCK, round(width * scale)), max(_BLOCK, round(height * scale))
-
-
-def _small(gray: np.ndarray) -> np.ndarray:
-    """A blurred float copy for ECC."""
-    small = cv2.resize(gray, _reduced_size(gray.shape, _ALIGN_SIDE), interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(small, (0, 0), 1.0).astype(np.float32)
 
 
 def _hypotheses(first: tuple[int, int], second: tuple[int, int]) -> list[np.ndarray]:
