@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
 from dataset_assets.definitions import build_definitions
 from dataset_assets.partitions import datasets_partitions
@@ -40,8 +40,13 @@ class Pipeline:
         return self.resources["metadata"].store
 
     def run(
-        self, request: DatasetRequest | dict[str, Any], **run_config: Any
+        self,
+        request: DatasetRequest | dict[str, Any],
+        *,
+        stages: tuple[str, ...] = (),
+        **run_config: Any,
     ) -> ExecuteInProcessResult:
+        """Run the request: every stage, or only `stages`."""
         if isinstance(request, dict):
             request = parse_request(request)
         if not self.instance.has_dynamic_partition(datasets_partitions.name, request.id):
@@ -53,6 +58,7 @@ class Pipeline:
             run_config=config,
             instance=self.instance,
             partition_key=request.id,
+            asset_selection=[AssetKey(stage) for stage in stages] or None,
             raise_on_error=False,
         )
 

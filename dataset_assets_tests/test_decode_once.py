@@ -1,5 +1,6 @@
-"""Each image decoded once: validation transforms in the same pass when the run goes on to the
-transform, and the dataset is byte for byte the one the transform stage makes on its own."""
+"""Each file read once: validation transforms in the same pass when the run goes on to the
+transform (from its own pixels where they are the transform's), and the dataset is byte for byte
+the one the transform stage makes on its own."""
 
 import shutil
 from io import BytesIO
@@ -10,9 +11,11 @@ from dagster import AssetKey, DagsterInstance
 from PIL import Image, ImageOps
 
 from dataset_assets.definitions import build_definitions
+from dataset_assets.imaging.inspect import inspect_image
 from dataset_assets.operations import OperationPipeline
 from dataset_assets.registration import register_request
-from dataset_assets.request import parse_request
+from dataset_assets.request import TransformConfig, parse_request
+from dataset_assets.stages import per_image
 from dataset_assets.stages.per_image import ROTATED, decode, pipeline_input
 from dataset_assets.storage.environment import resources_from_env
 from dataset_assets_tests.conftest import Pipeline
@@ -45,7 +48,9 @@ def build(root: Path, source: Path, monkeypatch, steps: list[tuple[str, ...]]) -
     return pipeline
 
 
-def test_images_are_decoded_once_and_the_dataset_is_the_same(tmp_path, sample_dir, monkeypatch):
+def test_images_are_transformed_in_validation_and_the_dataset_is_the_same(
+    tmp_path, sample_dir, monkeypatch
+):
     source = tmp_path / "source"
     shutil.copytree(sample_dir, source)
     write_photos(source, {"photos/chelsea.jpg": "chelsea", "photos/coffee.jpg": "coffee"})
@@ -58,11 +63,11 @@ def test_images_are_decoded_once_and_the_dataset_is_the_same(tmp_path, sample_di
     }
     processed = summaries["once"]["processed"]
     assert summaries["twice"]["processed"] == processed > 20
-    assert summaries["twice"]["decoded_once"] == 0
-    # Images that validation decodes at the transform's own JPEG draft scale are decoded once;
-    # the others (a 640x480 JPEG is checked at full scale but halved by the draft) and the
-    # EXIF-rotated one are decoded again by the transform, as the same pixels require.
-    assert 10 <= summaries["once"]["decoded_once"] < processed
+    assert summaries["twice"]["made_in_validation"] == 0
+    # Every image is transformed in validation's pass: from validation's own pixels where it
+    # decoded at the transform's JPEG draft scale, else decoded again from the bytes in hand (a
+    # 640x480 JPEG is checked at full scale but halved by the draft; the EXIF-rotated one).
+    assert summaries["once"]["made_in_validation"] == processed
     assert summaries["once"]["outputs_dropped"] >= 1  # the near duplicate's outputs
 
     files, expected = once.outputs("once"), twice.outputs("once")
@@ -106,3 +111,30 @@ def test_the_transform_decodes_the_pixels_exif_transpose_gives(orientation, oper
     assert source_size == (oriented if draft else None)
     assert (decoded.mode, decoded.size) == (expected.mode, expected.size)
     assert decoded.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("size", "orientation", "reuses"),
+    [((1024, 768), None, True), ((640, 480), None, False), ((1024, 768), 6, False)],
+)
+def test_validation_hands_the_transform_what_decode_gives(monkeypatch, size, orientation, reuses):
+    """Validation's own pixels go to the transform only where they are the ones `decode` gives
+    (the same JPEG draft scale, upright); otherwise the bytes in hand are decoded again."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buffer = BytesIO()
+    photo("chelsea").resize(size).save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    data = buffer.getvalue()
+    plan = TransformConfig(operations=SEED_OPERATIONS).plan
+    expected, expected_size = decode(data, plan.pipeline, "RGB")
+    found = inspect_image(data, "chelsea.jpg")
+    decoded = []
+    monkeypatch.setattr(per_image, "decode", lambda *args: decoded.append(args) or decode(*args))
+
+    image, source_size = per_image.transform_input(data, found, plan, "RGB")
+
+    assert (not decoded) == reuses
+    assert source_size == expected_size
+    assert (image.mode, image.size) == (expected.mode, expected.size)
+    assert image.tobytes() == expected.tobytes()

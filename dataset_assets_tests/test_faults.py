@@ -14,8 +14,8 @@ OPS = [{"Resize": {"max_side": 40}}]
 class Outage:
     """Makes `put_bytes` of processed images fail `remaining` times, then recover.
 
-    The JPEGs below are large enough that the transform's draft decode differs from
-    validation's, so their outputs are written by the transform stage, not ahead by validation.
+    In a run that goes on to the transform, validation writes the outputs; in a run of the later
+    stages after one of validation alone (`validated_first`), the transform stage writes them.
     """
 
     def __init__(self, remaining: int):
@@ -35,23 +35,35 @@ class Outage:
         monkeypatch.setattr(LocalBlobStore, "put_bytes", flaky)
 
 
+LATER = ("deduplicated_images", "processed_images", "labels", "tiered_storage", "quality_report")
+
+
+def validated_first(pipeline, request: dict[str, object]) -> tuple[str, ...]:
+    """Ingest and validate in a run of their own; the stages left, whose transform writes."""
+    assert pipeline.run(request, stages=("raw_images", "validated_images")).success
+    return LATER
+
+
 @pytest.mark.parametrize(
-    ("size", "extension", "writer"),
+    ("size", "extension", "split", "writer"),
     [
         # Small PNGs: validation decodes them as the transform would and writes the outputs.
-        ((60, 50), "png", "validated_images.validate_shard[shard_000]"),
-        # JPEGs checked at full scale but drafted to 1/8 by the transform: the transform writes.
-        ((600, 400), "jpg", "processed_images.transform_shard[shard_000]"),
+        ((60, 50), "png", False, "validated_images.validate_shard[shard_000]"),
+        # JPEGs checked at full scale but drafted to 1/8: validation decodes them again.
+        ((600, 400), "jpg", False, "validated_images.validate_shard[shard_000]"),
+        ((600, 400), "jpg", True, "processed_images.transform_shard[shard_000]"),
     ],
 )
 def test_a_transient_blob_fault_is_retried_and_the_run_succeeds_without_duplicates(
-    pipeline, make_images, monkeypatch, size, extension, writer
+    pipeline, make_images, monkeypatch, size, extension, split, writer
 ):
     width, height = size
     source = make_images({f"c/img_{i}.{extension}": (width + i, height) for i in range(6)})
+    request = {"request_id": "flaky", "dataset_key": str(source), "operations": OPS}
+    stages = validated_first(pipeline, request) if split else ()
     outage = Outage(remaining=1)
     outage.install(monkeypatch)
-    result = pipeline.run({"request_id": "flaky", "dataset_key": str(source), "operations": OPS})
+    result = pipeline.run(request, stages=stages)
     assert result.success
     assert outage.failures == 1
     retried = [
@@ -70,8 +82,10 @@ def test_a_permanent_blob_fault_fails_the_step_with_its_cause(
     from dataset_assets.cli import main
 
     source = make_images({"c/a.jpg": (640, 640), "c/b.jpg": (720, 640)})
+    request = {"request_id": "down", "dataset_key": str(source), "operations": OPS}
+    stages = validated_first(pipeline, request)
     Outage(remaining=10_000).install(monkeypatch)
-    result = pipeline.run({"request_id": "down", "dataset_key": str(source), "operations": OPS})
+    result = pipeline.run(request, stages=stages)
     assert not result.success
     failure = next(event for event in result.all_events if event.is_step_failure)
     assert failure.step_key.startswith("processed_images.transform_shard")
@@ -89,8 +103,10 @@ def test_the_root_cause_of_a_step_that_ran_out_of_retries_is_named(
     from dataset_assets.failures import failure_cause
 
     source = make_images({"c/a.jpg": (640, 640)})
+    request = {"request_id": "cause", "dataset_key": str(source), "operations": OPS}
+    stages = validated_first(pipeline, request)
     Outage(remaining=10_000).install(monkeypatch)
-    result = pipeline.run({"request_id": "cause", "dataset_key": str(source), "operations": OPS})
+    result = pipeline.run(request, stages=stages)
     stage, cause = failure_cause(result.all_events)
     assert stage == "processed_images"
     assert cause.startswith("ConnectionError: ")

@@ -66,10 +66,10 @@ def validate_image(
 ) -> dict[str, Any]:
     """The record fields for one image; its thumbnail goes to the blob store for the report.
 
-    With `transform` (the run's transform plan, when the run goes on to the transform), an image
-    that validation decoded at the very scale the transform would decode it at is transformed
-    from those pixels in the same pass, so it is decoded once; the transform stage then keeps
-    those outputs instead of decoding the file again.
+    With `transform` (the run's transform plan, when the run goes on to the transform), every
+    accepted image is transformed in the same pass, from the bytes already read (see
+    `transform_input`); the transform stage then keeps those outputs instead of reading the file
+    again.
     """
     data = blobs.get_bytes(doc["blob_key"])
     found: Inspection = inspect_image(data, doc["source"], rules)
@@ -120,15 +120,27 @@ def validate_image(
     reason = fields.get("reject_reason")
     if reason and (mode != "report-only" or reason in UNDECODABLE):
         fields["status"] = "rejected"
-    if transform and not reason and _same_decode(data, found, transform):
-        source_size = (found.width, found.height)
-        drafted = transform.pipeline.draft_size(*source_size) is not None
-        image = pipeline_input(found.decoded, rules.target_mode)
-        source = source_size if drafted else None
+    if transform and not reason:
+        try:
+            image, source = transform_input(data, found, transform, rules.target_mode)
+        except Exception:
+            return fields  # the transform stage decodes it again and records why it fails
         done = transform_pixels(doc, image, source, found.format, transform, blobs, dataset)
         if done["status"] == "processed":
             fields.update(outputs=done["outputs"], transform_key=transform.key)
     return fields
+
+
+def transform_input(
+    data: bytes, found: Inspection, plan: TransformPlan, target_mode: str
+) -> tuple[Image.Image, tuple[int, int] | None]:
+    """What `decode` gives the transform, from validation's pixels when they are the very ones it
+    would decode (decoded once), else decoded again from `data` (read once either way)."""
+    if not _same_decode(data, found, plan):
+        return decode(data, plan.pipeline, target_mode)
+    source_size = (found.width, found.height)
+    drafted = plan.pipeline.draft_size(*source_size) is not None
+    return pipeline_input(found.decoded, target_mode), source_size if drafted else None
 
 
 def _same_decode(data: bytes, found: Inspection, transform: TransformPlan) -> bool:

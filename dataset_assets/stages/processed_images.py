@@ -74,7 +74,7 @@ def transform_shard(
     return {
         **counts,
         "processed": counts.get("processed", 0) + done_in_validation,
-        "decoded_once": done_in_validation,
+        "made_in_validation": done_in_validation,
     }
 
 
@@ -82,7 +82,7 @@ def keep_validation_outputs(
     context: OpExecutionContext, store: MetadataStore, shard: Shard, plan: TransformPlan
 ) -> int:
     """Mark processed the shard's images that validation already transformed with this very
-    plan (decoded once); returns how many."""
+    plan; returns how many."""
     reused = store.iter_images(
         context.partition_key,
         status=WAITING_STATUS["processed_images"],
@@ -147,7 +147,9 @@ def merge_transform(
             "processed": processed,
             "failed": failed,
             "outputs": outputs,
-            "decoded_once": sum(counts.get("decoded_once", 0) for counts in shard_counts),
+            "made_in_validation": sum(
+                counts.get("made_in_validation", 0) for counts in shard_counts
+            ),
             "outputs_dropped": dropped,
             "operations": config.pipeline.to_spec(),
             "fingerprint": config.pipeline.fingerprint,

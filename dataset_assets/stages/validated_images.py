@@ -54,7 +54,7 @@ def plan_validation_shards(
     raw_images: Manifest,
 ):
     """Split the ingested images into shards of about `images_per_shard`; when the run goes on
-    to the transform, its settings travel with each shard so images are decoded once."""
+    to the transform, its settings travel with each shard so each file is read once."""
     store = metadata.store
     config = stage_config(context, "validated_images", config, store)
     transform = later_stage_config(context, "processed_images", store)
