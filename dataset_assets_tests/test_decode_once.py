@@ -138,3 +138,34 @@ def test_validation_hands_the_transform_what_decode_gives(monkeypatch, size, ori
     assert source_size == expected_size
     assert (image.mode, image.size) == (expected.mode, expected.size)
     assert image.tobytes() == expected.tobytes()
+
+
+def test_an_image_the_transform_cannot_decode_is_failed_by_the_transform_stage(
+    pipeline, make_images, monkeypatch
+):
+    """Validation accepts the files, then its second decode for the transform fails: nothing is
+    written ahead, and the transform stage decodes again and records why, naming each file. No
+    real file did this on cue (Pillow reads what it validated), so `decode` is made to raise."""
+
+    def broken(data, pipeline, target_mode):
+        raise OSError("decoder gave up")
+
+    monkeypatch.setattr(per_image, "decode", broken)
+    # JPEGs that validation checks at full scale but the transform drafts: decoded again.
+    source = make_images({f"c/img_{i}.jpg": (640 + i, 480) for i in range(3)})
+    request = {"request_id": "nodecode", "dataset_key": str(source), "operations": SEED_OPERATIONS}
+
+    result = pipeline.run(request)
+
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert failure.step_key.startswith("processed_images.")
+    store = pipeline.metadata
+    assert store.get_request("nodecode")["stages"]["validated_images"]["count"] == 3
+    failed = list(store.iter_images("nodecode", status="failed"))
+    assert len(failed) == 3
+    for doc in failed:
+        assert doc["reject_reason"] == "transform_error"
+        assert doc["reject_message"] == f"{doc['source']}: OSError: decoder gave up"
+        assert not doc.get("outputs") and doc.get("transform_key") is None
+    assert not list(pipeline.blobs.list("processed/nodecode/"))
