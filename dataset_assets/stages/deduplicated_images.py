@@ -312,9 +312,11 @@ def verify_pairs(
     results: list[Evidence | None] = [None] * len(pairs)
     run = uuid.uuid4().hex
     check = partial(check_pair, read, run)
-    for pair, evidence in run_each(check, pairs, worker_count(workers), pool, lambda _: None):
-        results[pair[0]] = evidence
-    forget_run(run)
+    try:
+        for pair, evidence in run_each(check, pairs, worker_count(workers), pool, lambda _: None):
+            results[pair[0]] = evidence
+    finally:
+        forget_run(run)
     return results
 
 
